@@ -1,0 +1,266 @@
+"""The `edp` command line: simulate, run, status and demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edp.errors import EdpError, SettingsError
+from edp.settings import Settings
+
+EXIT_USAGE = 2
+
+SETTINGS_HELP = """\
+Settings come from flags, else from env vars (EDP_BUCKET_NAME, EDP_BUCKET_IGNORE_PREFIXES,
+EDP_BUCKET_PREFIX_DEPTH, EDP_BUCKET_THRESHOLD_DURATION, EDP_BUCKET_THRESHOLD_EVENT_COUNT,
+EDP_EVENT_BUS_NAME, EDP_SNS_TOPIC_ARN, EDP_DATABASE_URL, EDP_MARKER_FILES,
+EDP_BUCKET_THRESHOLD_MAX_AGE, EDP_DEDUPE_WINDOW, EDP_EVENTBRIDGE_KEYS_ENCODED), else defaults.
+"""
+
+
+def _settings_flags(parser: argparse.ArgumentParser, *, db_help: str) -> None:
+    group = parser.add_argument_group("batching settings")
+    group.add_argument(
+        "--bucket",
+        action="append",
+        metavar="NAME",
+        help="only watch this bucket (repeatable; default: every bucket) [EDP_BUCKET_NAME]",
+    )
+    group.add_argument(
+        "--ignore",
+        metavar="GLOBS",
+        help="comma-separated key patterns to ignore, e.g. 'raw/*,scratch/*' (no wildcard: "
+        "a plain prefix) [EDP_BUCKET_IGNORE_PREFIXES]",
+    )
+    group.add_argument(
+        "--prefix-depth",
+        metavar="N",
+        help="directory segments that make the common prefix (default 2) [EDP_BUCKET_PREFIX_DEPTH]",
+    )
+    group.add_argument(
+        "--threshold-duration",
+        metavar="SECONDS",
+        help="emit a batch this long after its last event (default 300) "
+        "[EDP_BUCKET_THRESHOLD_DURATION]",
+    )
+    group.add_argument(
+        "--threshold-count",
+        metavar="N",
+        help="emit a batch once it holds this many new files (default 20) "
+        "[EDP_BUCKET_THRESHOLD_EVENT_COUNT]",
+    )
+    group.add_argument(
+        "--marker-files",
+        metavar="GLOBS",
+        help="emit at once when a file with this name arrives, e.g. '_SUCCESS,manifest.json' "
+        "(default: off) [EDP_MARKER_FILES]",
+    )
+    group.add_argument(
+        "--max-age",
+        metavar="SECONDS",
+        help="emit a batch this long after its first event even if it never goes quiet "
+        "(default: off) [EDP_BUCKET_THRESHOLD_MAX_AGE]",
+    )
+    group.add_argument(
+        "--dedupe-window",
+        metavar="SECONDS",
+        help="recognise duplicate deliveries this long after their batch is emitted "
+        "(default 86400) [EDP_DEDUPE_WINDOW]",
+    )
+    group.add_argument(
+        "--eventbridge-keys-unencoded",
+        action="store_true",
+        default=None,
+        help="EventBridge input carries raw keys (some emulators); do not URL-decode them "
+        "[EDP_EVENTBRIDGE_KEYS_ENCODED=false]",
+    )
+    group.add_argument("--event-bus", metavar="NAME", help="bus to publish to [EDP_EVENT_BUS_NAME]")
+    group.add_argument(
+        "--sns-topic-arn", metavar="ARN", help="also publish to this topic [EDP_SNS_TOPIC_ARN]"
+    )
+    group.add_argument("--db", metavar="URL", help=db_help)
+
+
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides: dict[str, Any] = {
+        "buckets": tuple(args.bucket) if args.bucket else None,
+        "ignore_patterns": args.ignore,
+        "prefix_depth": args.prefix_depth,
+        "threshold_duration": args.threshold_duration,
+        "threshold_count": args.threshold_count,
+        "marker_files": args.marker_files,
+        "max_age": args.max_age,
+        "dedupe_window": args.dedupe_window,
+        "event_bus": args.event_bus,
+        "sns_topic_arn": args.sns_topic_arn,
+        "database_url": args.db,
+        "eventbridge_keys_encoded": False if args.eventbridge_keys_unencoded else None,
+    }
+    overrides.update(extra)
+    if isinstance(overrides["buckets"], tuple):
+        # `--bucket a,b` works like the env var.
+        overrides["buckets"] = tuple(
+            part.strip()
+            for item in overrides["buckets"]
+            for part in item.split(",")
+            if part.strip()
+        )
+    return Settings.from_sources(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edp",
+        description="Group S3 object events into per-prefix batches and publish one "
+        "package-objects-ready event per batch (Quilt EDP compatible).",
+        epilog="Run 'edp COMMAND --help' for a command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="play an event stream offline and print what would be published",
+        description="Play S3 events (JSON lines, or one JSON array; any accepted shape or envelope) "
+        "through the real store and print one EventBridge event per emission. The clock is each "
+        "event's own time. Bad lines are reported on stderr with their line number; exit 1 if any.",
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sim.add_argument("file", nargs="?", default="-", help="input file, or - for stdin (default)")
+    _settings_flags(sim, db_help="store URL (default: a temporary SQLite file)")
+    sim.set_defaults(func=cmd_simulate)
+
+    run = sub.add_parser(
+        "run",
+        help="long-running service: consume S3 events from SQS, publish batches",
+        description="Long-poll an SQS queue of S3 events, store them (messages are deleted only "
+        "once stored), and publish each batch within a second of its due time. "
+        "SIGINT/SIGTERM stop it cleanly.",
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--queue-url", required=True, help="SQS queue receiving S3 events")
+    run.add_argument("--endpoint-url", help="AWS endpoint for an emulator or S3-compatible service")
+    run.add_argument("--region", help="AWS region (default: from the environment)")
+    run.add_argument(
+        "--poll-wait",
+        type=int,
+        default=10,
+        metavar="SECONDS",
+        help="SQS long-poll wait, 0-20 (default 10; also the longest a stop request waits)",
+    )
+    run.add_argument("--max-runtime", type=float, metavar="SECONDS", help="stop after this long")
+    run.add_argument("--verbose", "-v", action="store_true", help="log every message and batch")
+    _settings_flags(
+        run, db_help="store URL (default: SQLite in the user's state dir) [EDP_DATABASE_URL]"
+    )
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser(
+        "status",
+        help="show open batches and counters",
+        description="Show open batches (bucket, prefix, files, age, due in) and the counters "
+        "(events accepted, dropped by reason, duplicates, emitted by trigger).",
+    )
+    status.add_argument("--db", metavar="URL", help="store URL [EDP_DATABASE_URL]")
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    status.set_defaults(func=cmd_status)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the whole pipeline on this machine: emulator, emitter, consumer",
+        description="Start an AWS emulator, play an instrument uploading experiments, run the "
+        "emitter and the reference consumer for real, and show what happens.",
+    )
+    demo.add_argument("--endpoint-url", help="use this emulator instead of starting one")
+    demo.add_argument(
+        "--workdir", help="directory for the SQLite store and logs (default: temporary)"
+    )
+    demo.add_argument("--keep", action="store_true", help="leave the emulator running at the end")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from edp.emitter import Emitter
+    from edp.simulate import simulate
+    from edp.store import open_store
+
+    with tempfile.TemporaryDirectory(prefix="edp-simulate-") as tmp:
+        default_db = f"sqlite:///{Path(tmp) / 'simulate.sqlite'}"
+        settings = settings_from_args(args, database_url=args.db or default_db)
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            try:
+                text = Path(args.file).read_text(encoding="utf-8")
+            except OSError as err:
+                raise EdpError(f"cannot read {args.file}: {err.strerror}") from err
+        store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
+        try:
+            return simulate(text, Emitter(settings, store), sys.stdout, sys.stderr)
+        finally:
+            store.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edp.service import run_service
+
+    settings = settings_from_args(args)
+    if not 0 <= args.poll_wait <= 20:
+        raise SettingsError("--poll-wait", args.poll_wait, "0 to 20 seconds (SQS's limit)")
+    return run_service(
+        settings,
+        queue_url=args.queue_url,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        poll_wait=args.poll_wait,
+        max_runtime=args.max_runtime,
+        verbose=args.verbose,
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edp.status import show_status
+
+    settings = Settings.from_sources(database_url=args.db)
+    return show_status(settings, as_json=args.json, out=sys.stdout)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from edp.demo import run_demo
+    except ImportError as err:
+        raise EdpError(
+            f"the demo needs the demo extras ({err.name} is missing): pip install -e '.[demo]'"
+        ) from err
+    return run_demo(endpoint_url=args.endpoint_url, workdir=args.workdir, keep=args.keep)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as err:
+        print(f"edp: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except EdpError as err:
+        print(f"edp: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edp: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""The batching rules, as pure code: apply routed object events to a snapshot of batch state.
+
+Nothing here touches AWS, a database or the wall clock. A store loads the part of its state that a
+group of events can touch into a :class:`Snapshot`, :func:`apply_events` works out what changes, and
+the store writes the :class:`Changes` back in one transaction.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from edp.events import ObjectEvent
+from edp.settings import Settings
+
+TRIGGER_COUNT = "count"
+TRIGGER_DURATION = "duration"
+TRIGGER_MARKER = "marker"
+TRIGGER_MAX_AGE = "max-age"
+
+# Counter names (also shown by `edp status`).
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+STALE = "stale"
+BATCH_ID_NAMESPACE = uuid.UUID("6f1d2c1e-8a57-4bf3-9a43-5d1c0e0a7e11")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The batching thresholds, as the core uses them."""
+
+    threshold_count: int = 20
+    threshold_duration: timedelta = timedelta(seconds=300)
+    max_age: timedelta | None = None
+    marker_patterns: tuple[re.Pattern[str], ...] = ()
+    dedupe_window: timedelta = timedelta(hours=24)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Rules:
+        return cls(
+            threshold_count=settings.threshold_count,
+            threshold_duration=timedelta(seconds=settings.threshold_duration),
+            max_age=timedelta(seconds=settings.max_age) if settings.max_age else None,
+            marker_patterns=tuple(re.compile(fnmatch.translate(p)) for p in settings.marker_files),
+            dedupe_window=timedelta(seconds=settings.dedupe_window),
+        )
+
+    def is_marker(self, key: str) -> bool:
+        name = key.rsplit("/", 1)[-1]
+        return any(pattern.match(name) for pattern in self.marker_patterns)
+
+    def due(self, batch: OpenBatch) -> tuple[datetime, str] | None:
+        """When the batch falls due and by which trigger, or None if it never will as it stands."""
+        if not batch.changed:
+            return None
+        due_at, trigger = batch.last_activity + self.threshold_duration, TRIGGER_DURATION
+        if self.max_age is not None:
+            aged = batch.first_activity + self.max_age
+            if aged < due_at:
+                due_at, trigger = aged, TRIGGER_MAX_AGE
+        return due_at, trigger
+
+
+@dataclass(frozen=True)
+class OpenBatch:
+    """The state of one open batch of a (bucket, prefix)."""
+
+    bucket: str
+    prefix: str
+    batch_id: str
+    count: int
+    changed: bool
+    first_activity: datetime
+    last_activity: datetime
+    first_event_time: datetime
+    last_event_time: datetime
+    due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Emission:
+    """A closed batch: what the package-objects-ready event says."""
+
+    batch_id: str
+    bucket: str
+    prefix: str
+    count: int
+    trigger: str
+    emitted_at: datetime
+    first_event_time: datetime
+    last_event_time: datetime
+
+
+@dataclass(frozen=True)
+class RoutedEvent:
+    """An in-scope object event with its prefix and the time it arrived (the ingest clock)."""
+
+    event: ObjectEvent
+    prefix: str
+    arrived: datetime
+
+
+@dataclass
+class Snapshot:
+    """The part of the store's state that a group of events can read."""
+
+    clock: datetime | None = None
+    batches: dict[tuple[str, str], OpenBatch] = field(default_factory=dict)
+    members: set[tuple[str, str]] = field(default_factory=set)  # (batch_id, key)
+    sequencers: dict[tuple[str, str], str] = field(default_factory=dict)  # (bucket, key) -> highest
+    seen: set[str] = field(default_factory=set)  # identities inside the dedupe window
+
+
+@dataclass
+class Changes:
+    """What applying events changed, for the store to write back."""
+
+    clock: datetime | None = None
+    batches: dict[tuple[str, str], OpenBatch] = field(
+        default_factory=dict
+    )  # still open, final state
+    closed: list[Emission] = field(default_factory=list)
+    members_added: set[tuple[str, str]] = field(default_factory=set)
+    members_removed: set[tuple[str, str]] = field(default_factory=set)
+    sequencers: dict[tuple[str, str], str] = field(default_factory=dict)
+    seen: dict[str, str] = field(default_factory=dict)  # identity -> batch_id
+    counters: Counter[str] = field(default_factory=Counter)
+
+
+def compare_sequencers(left: str, right: str) -> int:
+    """-1, 0 or 1: S3 sequencers compare as strings after right-padding the shorter with '0'."""
+    width = max(len(left), len(right))
+    a, b = left.upper().ljust(width, "0"), right.upper().ljust(width, "0")
+    return (a > b) - (a < b)
+
+
+def make_batch_id(bucket: str, prefix: str, opened: datetime, first: ObjectEvent) -> str:
+    """A deterministic id: the same stream gives the same ids on every store and every run."""
+    seed = "\0".join(
+        (bucket, prefix, opened.isoformat(), first.key, first.kind, first.identity() or "")
+    )
+    digest = hashlib.sha256(seed.encode("utf-8", "surrogatepass")).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
+
+
+def close_batch(batch: OpenBatch, at: datetime, trigger: str) -> Emission:
+    return Emission(
+        batch_id=batch.batch_id,
+        bucket=batch.bucket,
+        prefix=batch.prefix,
+        count=batch.count,
+        trigger=trigger,
+        emitted_at=at,
+        first_event_time=batch.first_event_time,
+        last_event_time=batch.last_event_time,
+    )
+
+
+def close_due(batches: Iterable[OpenBatch], now: datetime, rules: Rules) -> list[Emission]:
+    """Emissions for every batch due at or before ``now``, in (time, bucket, prefix) order."""
+    emissions = []
+    for batch in batches:
+        due = rules.due(batch)
+        if due is not None and due[0] <= now:
+            emissions.append(close_batch(batch, due[0], due[1]))
+    return sorted(emissions, key=emission_order)
+
+
+def emission_order(emission: Emission) -> tuple[datetime, str, str]:
+    return (emission.emitted_at, emission.bucket, emission.prefix)
+
+
+def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+    """Apply events in order to the snapshot (which is updated in place) and return the changes."""
+    changes = Changes()
+    clock = snapshot.clock
+    batches = snapshot.batches
+    members = snapshot.members
+    for routed in events:
+        event = routed.event
+        now = routed.arrived if clock is None or routed.arrived > clock else clock
+        clock = now
+        where = (event.bucket, routed.prefix)
+        batch = batches.get(where)
+        if batch is not None:
+            due = rules.due(batch)
+            if due is not None and due[0] <= now:
+                _close(changes, batches, batch, due[0], due[1])
+                batch = None
+        identity = event.identity()
+        if identity is not None and identity in snapshot.seen:
+            changes.counters[DUPLICATE] += 1
+            continue
+        seq_key = (event.bucket, event.key)
+        if event.sequencer is not None:
+            highest = snapshot.sequencers.get(seq_key)
+            if highest is not None and compare_sequencers(event.sequencer, highest) < 0:
+                changes.counters[STALE] += 1
+                continue
+            snapshot.sequencers[seq_key] = event.sequencer
+            changes.sequencers[seq_key] = event.sequencer
+        if batch is None:
+            batch = OpenBatch(
+                bucket=event.bucket,
+                prefix=routed.prefix,
+                batch_id=make_batch_id(event.bucket, routed.prefix, now, event),
+                count=0,
+                changed=False,
+                first_activity=now,
+                last_activity=now,
+                first_event_time=event.event_time,
+                last_event_time=event.event_time,
+            )
+        member = (batch.batch_id, event.key)
+        count = batch.count
+        if event.kind == "created":
+            if member not in members:
+                members.add(member)
+                changes.members_added.add(member)
+                changes.members_removed.discard(member)
+                count += 1
+        elif member in members:
+            members.discard(member)
+            changes.members_removed.add(member)
+            changes.members_added.discard(member)
+            count -= 1
+        batch = replace(
+            batch, count=count, changed=True, last_activity=now, last_event_time=event.event_time
+        )
+        due = rules.due(batch)
+        batch = replace(batch, due_at=due[0] if due else None)
+        batches[where] = batch
+        changes.batches[where] = batch
+        if identity is not None:
+            snapshot.seen.add(identity)
+            changes.seen[identity] = batch.batch_id
+        changes.counters[ACCEPTED] += 1
+        if count >= rules.threshold_count:
+            _close(changes, batches, batch, now, TRIGGER_COUNT)
+        elif event.kind == "created" and rules.marker_patterns and rules.is_marker(event.key):
+            _close(changes, batches, batch, now, TRIGGER_MARKER)
+    snapshot.clock = clock
+    changes.clock = clock
+    return changes
+
+
+def _close(
+    changes: Changes,
+    batches: dict[tuple[str, str], OpenBatch],
+    batch: OpenBatch,
+    at: datetime,
+    trigger: str,
+) -> None:
+    where = (batch.bucket, batch.prefix)
+    del batches[where]
+    changes.batches.pop(where, None)
+    changes.closed.append(close_batch(batch, at, trigger))

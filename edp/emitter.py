@@ -1,0 +1,65 @@
+"""The emitter's use cases, wired from settings: route events, ingest them, close due batches."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from edp.core import Emission, RoutedEvent, Rules
+from edp.events import ObjectEvent, Parsed
+from edp.scope import Scope
+from edp.settings import Settings
+from edp.store.base import DROPPED_PREFIX, BatchStore
+
+DROPPED = DROPPED_PREFIX
+
+
+@dataclass
+class IngestOutcome:
+    accepted: int = 0
+    emissions: list[Emission] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
+
+
+class Emitter:
+    """Scope + rules + store: what every runtime (Lambda, `edp run`, `edp simulate`) calls."""
+
+    def __init__(self, settings: Settings, store: BatchStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.scope = Scope.build(settings.buckets, settings.ignore_patterns, settings.prefix_depth)
+        self.rules = Rules.from_settings(settings)
+
+    def route(
+        self, events: Iterable[ObjectEvent], arrived: datetime | None
+    ) -> tuple[list[RoutedEvent], Counter[str]]:
+        """In-scope events with their prefix; ``arrived=None`` uses each event's own time."""
+        routed = []
+        dropped: Counter[str] = Counter()
+        for event in events:
+            prefix, reason = self.scope.classify(event)
+            if prefix is None:
+                dropped[DROPPED + str(reason)] += 1
+            else:
+                routed.append(RoutedEvent(event, prefix, arrived or event.event_time))
+        return routed, dropped
+
+    def ingest(self, parsed: Sequence[Parsed], arrived: datetime | None) -> IngestOutcome:
+        """Route and store the events of several parsed messages in one transaction."""
+        events = [e for p in parsed for e in p.events]
+        routed, dropped = self.route(events, arrived)
+        for p in parsed:
+            for reason, n in p.ignored.items():
+                dropped[DROPPED + reason] += n
+        result = self.store.ingest(routed, self.rules)
+        if dropped:
+            self.store.add_counters(dropped)
+        outcome = IngestOutcome(accepted=result.counters.get("accepted", 0))
+        outcome.emissions = result.emissions
+        outcome.counters = result.counters + dropped
+        return outcome
+
+    def close_due(self, now: datetime) -> list[Emission]:
+        return self.store.close_due(now, self.rules)

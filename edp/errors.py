@@ -1,0 +1,47 @@
+"""The emitter's error family: each error says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class EdpError(Exception):
+    """Base class of every error the emitter raises on purpose."""
+
+
+class SettingsError(EdpError):
+    """A setting has a value that is not allowed; raised at start-up, before any work."""
+
+    def __init__(self, name: str, value: object, allowed: str) -> None:
+        self.name = name
+        self.value = value
+        self.allowed = allowed
+        where = SETTING_SOURCES.get(name)
+        label = f"{name} ({where})" if where else name
+        super().__init__(f"invalid setting {label}: {value!r} is not allowed; expected {allowed}")
+
+
+# Where each setting can be given, so an error tells the user what to fix.
+SETTING_SOURCES = {
+    "BucketName": "--bucket / EDP_BUCKET_NAME",
+    "BucketIgnorePrefixes": "--ignore / EDP_BUCKET_IGNORE_PREFIXES",
+    "BucketPrefixDepth": "--prefix-depth / EDP_BUCKET_PREFIX_DEPTH",
+    "BucketThresholdDuration": "--threshold-duration / EDP_BUCKET_THRESHOLD_DURATION",
+    "BucketThresholdEventCount": "--threshold-count / EDP_BUCKET_THRESHOLD_EVENT_COUNT",
+    "BucketThresholdMaxAge": "--max-age / EDP_BUCKET_THRESHOLD_MAX_AGE",
+    "DedupeWindow": "--dedupe-window / EDP_DEDUPE_WINDOW",
+    "EventBusName": "--event-bus / EDP_EVENT_BUS_NAME",
+    "SnsTopicArn": "--sns-topic-arn / EDP_SNS_TOPIC_ARN",
+    "DatabaseUrl": "--db / EDP_DATABASE_URL",
+    "EventBridgeKeysEncoded": "EDP_EVENTBRIDGE_KEYS_ENCODED",
+}
+
+
+class BadEventError(EdpError):
+    """An input message is not an event we understand (bad JSON, unknown shape, missing fields)."""
+
+
+class StoreError(EdpError):
+    """The batch store cannot be opened or used."""
+
+
+class PublishError(EdpError):
+    """Publishing package-objects-ready events failed after every retry."""

@@ -1,0 +1,70 @@
+"""Scope rules: which object events are relevant, and the common prefix that groups them."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edp.events import ObjectEvent
+
+QUILT_REGISTRY_PREFIX = ".quilt/"  # Quilt's own registry files: packaging must not feed itself
+
+# Reasons an event is dropped; also the values of the `Reason` metric dimension.
+DROP_BUCKET = "bucket"
+DROP_FOLDER_MARKER = "folder-marker"
+DROP_QUILT_REGISTRY = "quilt-registry"
+DROP_IGNORED = "ignored"
+DROP_TOO_SHALLOW = "too-shallow"
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def prefix_of(key: str, depth: int) -> str | None:
+    """The first ``depth`` directory segments of ``key`` with a trailing ``/``; None if too shallow."""
+    segments = key.split("/")[:-1]  # the segments before the last "/"
+    if len(segments) < depth:
+        return None
+    return "/".join(segments[:depth]) + "/"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The bucket filter, ignore patterns and prefix depth, compiled once."""
+
+    buckets: frozenset[str]
+    globs: tuple[re.Pattern[str], ...]
+    plain_prefixes: tuple[str, ...]
+    depth: int
+
+    @classmethod
+    def build(cls, buckets: Sequence[str], patterns: Sequence[str], depth: int) -> Scope:
+        globs = []
+        plain = []
+        for raw in patterns:
+            pattern = raw.strip()
+            if not pattern:
+                continue
+            if _WILDCARD.search(pattern):
+                # fnmatch's `*` crosses "/", which is what `raw/*` should mean for S3 keys.
+                globs.append(re.compile(fnmatch.translate(pattern)))
+            else:
+                plain.append(pattern)
+        return cls(frozenset(buckets), tuple(globs), tuple(plain), depth)
+
+    def classify(self, event: ObjectEvent) -> tuple[str | None, str | None]:
+        """(prefix, None) for a relevant event, or (None, reason) for one that is dropped."""
+        if self.buckets and event.bucket not in self.buckets:
+            return None, DROP_BUCKET
+        key = event.key
+        if key.endswith("/"):
+            return None, DROP_FOLDER_MARKER
+        if key.startswith(QUILT_REGISTRY_PREFIX):
+            return None, DROP_QUILT_REGISTRY
+        if key.startswith(self.plain_prefixes) or any(g.match(key) for g in self.globs):
+            return None, DROP_IGNORED
+        prefix = prefix_of(key, self.depth)
+        if prefix is None:
+            return None, DROP_TOO_SHALLOW
+        return prefix, None

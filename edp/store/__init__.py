@@ -1,0 +1,35 @@
+"""Batch stores: pick a backend from a database URL."""
+
+from __future__ import annotations
+
+from edp.errors import StoreError
+from edp.store.base import BatchStore, IngestResult
+
+__all__ = ["BatchStore", "IngestResult", "open_store"]
+
+
+def open_store(url: str, *, secret_arn: str | None = None) -> BatchStore:
+    """Open the store a URL names: ``sqlite:///path``, ``postgresql://...`` or ``memory://``.
+
+    Backends are imported here, on demand, so the Lambda that uses SQLite or memory never loads psycopg.
+    """
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from edp.store.sqlite import SqliteStore
+
+        return SqliteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from edp.store.postgres import PostgresStore
+        except ImportError as err:
+            raise StoreError(
+                "PostgreSQL support is not installed: pip install 'edp-toolkit[postgres]'"
+            ) from err
+        return PostgresStore(url, secret_arn=secret_arn)  # type: ignore[call-arg]
+    if scheme == "memory":
+        from edp.store.memory import MemoryStore
+
+        return MemoryStore(url)
+    raise StoreError(
+        f"unknown database URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
+    )

@@ -1,0 +1,114 @@
+"""The batch store interface: one small abstract class that every backend implements.
+
+The rules live in :mod:`edp.core`; a backend only loads the state a group of events can touch,
+writes the changes back in one transaction, and keeps closed batches until they are published
+(the outbox), so neither a crash nor a publish failure loses a batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from edp.core import Changes, Emission, OpenBatch, RoutedEvent, Rules, Snapshot, apply_events
+
+SCHEMA_VERSION = 1
+EMITTED_PREFIX = "emitted:"  # counter names for emissions, by trigger
+DROPPED_PREFIX = "dropped:"  # counter names for dropped events, by reason
+
+
+@dataclass
+class IngestResult:
+    """What one ingest call did."""
+
+    emissions: list[Emission] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
+
+
+class BatchStore(ABC):
+    """Persistent batch state. Every method is one transaction."""
+
+    url: str = ""
+
+    # --- what a backend implements -------------------------------------------------------
+    @abstractmethod
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+        """Within one transaction: load a Snapshot for ``events``, apply_events, save, return."""
+
+    @abstractmethod
+    def close_due(self, now: datetime, rules: Rules, limit: int | None = None) -> list[Emission]:
+        """Close every batch due at or before ``now`` (into the outbox) and return them."""
+
+    @abstractmethod
+    def next_due(self) -> datetime | None:
+        """The earliest due time of any open batch."""
+
+    @abstractmethod
+    def claim_pending(self, now: datetime, lease: timedelta, limit: int = 100) -> list[Emission]:
+        """Closed, unpublished batches not claimed by someone else; claim them until now+lease."""
+
+    @abstractmethod
+    def mark_published(self, batch_ids: Iterable[str], now: datetime) -> None:
+        """Record that these batches reached the bus (they are never sent again)."""
+
+    @abstractmethod
+    def release(self, batch_ids: Iterable[str]) -> None:
+        """Give back claims on batches that could not be published, so they are retried soon."""
+
+    @abstractmethod
+    def open_batches(self) -> list[OpenBatch]:
+        """Every open batch, ordered by bucket and prefix."""
+
+    @abstractmethod
+    def published(self) -> list[Emission]:
+        """Every published batch, in (emitted time, bucket, prefix) order."""
+
+    @abstractmethod
+    def pending_count(self) -> int:
+        """How many closed batches wait to be published."""
+
+    @abstractmethod
+    def add_counters(self, counts: Counter[str]) -> None:
+        """Add to the persistent counters."""
+
+    @abstractmethod
+    def counters(self) -> dict[str, int]:
+        """The persistent counters (events accepted, dropped by reason, emitted by trigger...)."""
+
+    @abstractmethod
+    def purge(self, now: datetime, window: timedelta) -> int:
+        """Forget dedupe identities past their window, and sequencers not seen for ``window``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    # --- shared behaviour ---------------------------------------------------------------
+    def ingest(self, events: Sequence[RoutedEvent], rules: Rules) -> IngestResult:
+        """Apply events (in order) in one transaction; closed batches go to the outbox."""
+        if not events:
+            return IngestResult()
+        changes = self._apply(events, rules)
+        return IngestResult(emissions=list(changes.closed), counters=changes.counters)
+
+    def __enter__(self) -> BatchStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def counters_for(changes: Changes) -> Counter[str]:
+    """The counter increments a Changes implies, emissions by trigger included."""
+    counts = Counter(changes.counters)
+    for emission in changes.closed:
+        counts[EMITTED_PREFIX + emission.trigger] += 1
+    return counts
+
+
+def apply_to_snapshot(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+    """The one call every backend makes into the core (kept here so they cannot drift)."""
+    return apply_events(snapshot, events, rules)

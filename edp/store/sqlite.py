@@ -1,0 +1,388 @@
+"""The embedded SQLite backend of the batch store (WAL, schema version recorded)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from edp.core import Changes, Emission, OpenBatch, RoutedEvent, Rules, Snapshot, close_due
+from edp.errors import StoreError
+from edp.store.base import SCHEMA_VERSION, BatchStore, apply_to_snapshot, counters_for
+from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
+
+CHUNK = 400  # rows per IN (...) probe: well under SQLite's bound-variable limit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    bucket TEXT NOT NULL, prefix TEXT NOT NULL, batch_id TEXT NOT NULL,
+    count INTEGER NOT NULL, changed INTEGER NOT NULL,
+    first_activity INTEGER NOT NULL, last_activity INTEGER NOT NULL,
+    first_event_time INTEGER NOT NULL, last_event_time INTEGER NOT NULL,
+    due_at INTEGER,
+    PRIMARY KEY (bucket, prefix)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS batches_due ON batches (due_at);
+CREATE TABLE IF NOT EXISTS members (
+    batch_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (batch_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (
+    identity TEXT PRIMARY KEY, batch_id TEXT NOT NULL, expires_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_batch ON seen (batch_id);
+CREATE TABLE IF NOT EXISTS sequencers (
+    bucket TEXT NOT NULL, key TEXT NOT NULL, sequencer TEXT NOT NULL, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    batch_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, prefix TEXT NOT NULL, count INTEGER NOT NULL,
+    trigger TEXT NOT NULL, emitted_at INTEGER NOT NULL,
+    first_event_time INTEGER NOT NULL, last_event_time INTEGER NOT NULL,
+    published_at INTEGER, claimed_until INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published_at, emitted_at);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+BATCH_COLUMNS = (
+    "bucket, prefix, batch_id, count, changed, first_activity, last_activity, "
+    "first_event_time, last_event_time, due_at"
+)
+OUTBOX_COLUMNS = (
+    "batch_id, bucket, prefix, count, trigger, emitted_at, first_event_time, last_event_time"
+)
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def batch_row(batch: OpenBatch) -> tuple[Any, ...]:
+    return (
+        batch.bucket,
+        batch.prefix,
+        batch.batch_id,
+        batch.count,
+        int(batch.changed),
+        to_micros(batch.first_activity),
+        to_micros(batch.last_activity),
+        to_micros(batch.first_event_time),
+        to_micros(batch.last_event_time),
+        opt_micros(batch.due_at),
+    )
+
+
+def batch_from_row(row: Sequence[Any]) -> OpenBatch:
+    return OpenBatch(
+        bucket=row[0],
+        prefix=row[1],
+        batch_id=row[2],
+        count=row[3],
+        changed=bool(row[4]),
+        first_activity=from_micros(row[5]),
+        last_activity=from_micros(row[6]),
+        first_event_time=from_micros(row[7]),
+        last_event_time=from_micros(row[8]),
+        due_at=opt_from_micros(row[9]),
+    )
+
+
+def emission_row(emission: Emission) -> tuple[Any, ...]:
+    return (
+        emission.batch_id,
+        emission.bucket,
+        emission.prefix,
+        emission.count,
+        emission.trigger,
+        to_micros(emission.emitted_at),
+        to_micros(emission.first_event_time),
+        to_micros(emission.last_event_time),
+    )
+
+
+def emission_from_row(row: Sequence[Any]) -> Emission:
+    return Emission(
+        batch_id=row[0],
+        bucket=row[1],
+        prefix=row[2],
+        count=row[3],
+        trigger=row[4],
+        emitted_at=from_micros(row[5]),
+        first_event_time=from_micros(row[6]),
+        last_event_time=from_micros(row[7]),
+    )
+
+
+def path_of(url: str) -> str:
+    """The file path of a ``sqlite:///path`` URL (``sqlite:///:memory:`` for an in-memory database)."""
+    if not url.startswith("sqlite:///"):
+        raise StoreError(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.sqlite)")
+    return url[len("sqlite:///") :] or ":memory:"
+
+
+class SqliteStore(BatchStore):
+    """Batch state in one SQLite file; safe for one writer process and any number of readers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        path = path_of(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable against a crashed process in WAL mode, which is what we guard against.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open SQLite store {path}: {err}") from err
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store was written by a newer edp (schema {row[0]} > {SCHEMA_VERSION}); "
+                    "upgrade edp"
+                )
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._db
+            if db.in_transaction:
+                yield db
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # --- ingest ------------------------------------------------------------------------
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+        with self._write() as db:
+            snapshot = self._load(db, events)
+            changes = apply_to_snapshot(snapshot, events, rules)
+            self._save(db, changes, rules)
+            return changes
+
+    def _load(self, db: sqlite3.Connection, events: Sequence[RoutedEvent]) -> Snapshot:
+        snapshot = Snapshot()
+        row = db.execute("SELECT value FROM meta WHERE name='clock'").fetchone()
+        now = events[0].arrived
+        if row is not None:
+            snapshot.clock = from_micros(int(row[0]))
+            now = max(now, snapshot.clock)
+        places = sorted({(r.event.bucket, r.prefix) for r in events})
+        for part in chunks(places):
+            sql = (
+                f"SELECT {BATCH_COLUMNS} FROM batches WHERE (bucket, prefix) IN "
+                f"(VALUES {','.join(['(?,?)'] * len(part))})"
+            )
+            for found in db.execute(sql, [v for pair in part for v in pair]):
+                batch = batch_from_row(found)
+                snapshot.batches[(batch.bucket, batch.prefix)] = batch
+        probes = sorted(
+            {
+                (snapshot.batches[(r.event.bucket, r.prefix)].batch_id, r.event.key)
+                for r in events
+                if (r.event.bucket, r.prefix) in snapshot.batches
+            }
+        )
+        for part in chunks(probes):
+            sql = (
+                "SELECT batch_id, key FROM members WHERE (batch_id, key) IN "
+                f"(VALUES {','.join(['(?,?)'] * len(part))})"
+            )
+            snapshot.members.update(db.execute(sql, [v for pair in part for v in pair]))
+        keys = sorted({(r.event.bucket, r.event.key) for r in events if r.event.sequencer})
+        for part in chunks(keys):
+            sql = (
+                "SELECT bucket, key, sequencer FROM sequencers WHERE (bucket, key) IN "
+                f"(VALUES {','.join(['(?,?)'] * len(part))})"
+            )
+            for bucket, key, sequencer in db.execute(sql, [v for pair in part for v in pair]):
+                snapshot.sequencers[(bucket, key)] = sequencer
+        identities = sorted({i for r in events if (i := r.event.identity()) is not None})
+        for part in chunks(identities):
+            sql = (
+                f"SELECT identity FROM seen WHERE identity IN ({','.join('?' * len(part))}) "
+                "AND (expires_at IS NULL OR expires_at > ?)"
+            )
+            snapshot.seen.update(i for (i,) in db.execute(sql, [*part, to_micros(now)]))
+        return snapshot
+
+    def _save(self, db: sqlite3.Connection, changes: Changes, rules: Rules) -> None:
+        closed_ids = {e.batch_id for e in changes.closed}
+        now = to_micros(changes.clock) if changes.clock else 0
+        if changes.closed:
+            db.executemany(
+                "DELETE FROM batches WHERE bucket=? AND prefix=? AND batch_id=?",
+                [(e.bucket, e.prefix, e.batch_id) for e in changes.closed],
+            )
+        if changes.batches:
+            db.executemany(
+                f"INSERT OR REPLACE INTO batches ({BATCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [batch_row(b) for b in changes.batches.values()],
+            )
+        added = [m for m in changes.members_added if m[0] not in closed_ids]
+        if added:
+            db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", added)
+        removed = [m for m in changes.members_removed if m[0] not in closed_ids]
+        if removed:
+            db.executemany("DELETE FROM members WHERE batch_id=? AND key=?", removed)
+        if changes.seen:
+            db.executemany(
+                "INSERT OR REPLACE INTO seen VALUES (?, ?, NULL)", list(changes.seen.items())
+            )
+        if changes.sequencers:
+            db.executemany(
+                "INSERT OR REPLACE INTO sequencers VALUES (?, ?, ?, ?)",
+                [(b, k, s, now) for (b, k), s in changes.sequencers.items()],
+            )
+        self._record_closed(db, changes.closed, rules)
+        self._add_counters(db, counters_for(changes))
+        if changes.clock is not None:
+            db.execute(
+                "INSERT INTO meta VALUES ('clock', ?) ON CONFLICT(name) DO UPDATE SET "
+                "value = CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                (str(now),),
+            )
+
+    def _record_closed(
+        self, db: sqlite3.Connection, closed: Sequence[Emission], rules: Rules
+    ) -> None:
+        if not closed:
+            return
+        window = rules.dedupe_window // timedelta(microseconds=1)
+        db.executemany("DELETE FROM members WHERE batch_id=?", [(e.batch_id,) for e in closed])
+        db.executemany(
+            "UPDATE seen SET expires_at=? WHERE batch_id=?",
+            [(to_micros(e.emitted_at) + window, e.batch_id) for e in closed],
+        )
+        db.executemany(
+            f"INSERT OR IGNORE INTO outbox ({OUTBOX_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+            [emission_row(e) for e in closed],
+        )
+
+    # --- emitting ----------------------------------------------------------------------
+    def close_due(self, now: datetime, rules: Rules, limit: int | None = None) -> list[Emission]:
+        with self._write() as db:
+            sql = f"SELECT {BATCH_COLUMNS} FROM batches WHERE due_at <= ? ORDER BY due_at"
+            params: list[Any] = [to_micros(now)]
+            if limit is not None:
+                sql += " LIMIT ?"
+                params.append(limit)
+            due = [batch_from_row(r) for r in db.execute(sql, params)]
+            emissions = close_due(due, now, rules)
+            if emissions:
+                db.executemany(
+                    "DELETE FROM batches WHERE bucket=? AND prefix=? AND batch_id=?",
+                    [(e.bucket, e.prefix, e.batch_id) for e in emissions],
+                )
+                self._record_closed(db, emissions, rules)
+                counts: Counter[str] = Counter()
+                for emission in emissions:
+                    counts["emitted:" + emission.trigger] += 1
+                self._add_counters(db, counts)
+            return emissions
+
+    def next_due(self) -> datetime | None:
+        row = self._db.execute("SELECT MIN(due_at) FROM batches").fetchone()
+        return opt_from_micros(row[0]) if row else None
+
+    def claim_pending(self, now: datetime, lease: timedelta, limit: int = 100) -> list[Emission]:
+        with self._write() as db:
+            moment = to_micros(now)
+            rows = db.execute(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE published_at IS NULL "
+                "AND (claimed_until IS NULL OR claimed_until <= ?) "
+                "ORDER BY emitted_at, bucket, prefix LIMIT ?",
+                (moment, limit),
+            ).fetchall()
+            claimed = [emission_from_row(r) for r in rows]
+            until = to_micros(now + lease)
+            db.executemany(
+                "UPDATE outbox SET claimed_until=? WHERE batch_id=?",
+                [(until, e.batch_id) for e in claimed],
+            )
+            return claimed
+
+    def mark_published(self, batch_ids: Iterable[str], now: datetime) -> None:
+        with self._write() as db:
+            db.executemany(
+                "UPDATE outbox SET published_at=?, claimed_until=NULL WHERE batch_id=?",
+                [(to_micros(now), b) for b in batch_ids],
+            )
+
+    def release(self, batch_ids: Iterable[str]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "UPDATE outbox SET claimed_until=NULL WHERE batch_id=? AND published_at IS NULL",
+                [(b,) for b in batch_ids],
+            )
+
+    # --- reading -----------------------------------------------------------------------
+    def open_batches(self) -> list[OpenBatch]:
+        rows = self._db.execute(f"SELECT {BATCH_COLUMNS} FROM batches ORDER BY bucket, prefix")
+        return [batch_from_row(r) for r in rows]
+
+    def pending_count(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").fetchone()
+        return int(row[0])
+
+    def published(self) -> list[Emission]:
+        """Every published emission, oldest first (for status and tests)."""
+        rows = self._db.execute(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE published_at IS NOT NULL "
+            "ORDER BY emitted_at, bucket, prefix"
+        )
+        return [emission_from_row(r) for r in rows]
+
+    def add_counters(self, counts: Counter[str]) -> None:
+        if counts:
+            with self._write() as db:
+                self._add_counters(db, counts)
+
+    @staticmethod
+    def _add_counters(db: sqlite3.Connection, counts: Counter[str]) -> None:
+        if counts:
+            db.executemany(
+                "INSERT INTO counters VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                sorted(counts.items()),
+            )
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT name, value FROM counters ORDER BY name").fetchall())
+
+    def purge(self, now: datetime, window: timedelta) -> int:
+        with self._write() as db:
+            moment = to_micros(now)
+            removed = db.execute(
+                "DELETE FROM seen WHERE expires_at IS NOT NULL AND expires_at <= ?", (moment,)
+            ).rowcount
+            removed += db.execute(
+                "DELETE FROM sequencers WHERE updated_at <= ?", (to_micros(now - window),)
+            ).rowcount
+            return int(removed)
+
+    def close(self) -> None:
+        self._db.close()
