@@ -1,0 +1,188 @@
+"""Build a quilt3 package from ``s3://bucket/prefix``: current objects, ``.quiltignore``, extras, metadata."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import quilt3
+from quilt3.packages import PackageEntry
+from quilt3.util import PhysicalKey, QuiltException
+
+from consumers.events import ReadyEvent
+from consumers.listing import ObjectVersion, list_current_objects, read_object
+from consumers.quiltignore import QUILTIGNORE, is_ignored, parse_quiltignore
+from consumers.revision import LatestRevision
+from consumers.settings import ConsumerSettings
+
+logger = logging.getLogger(__name__)
+
+README = "README.md"
+METADATA_FILE = "metadata.json"
+SUMMARIZE_FILE = "quilt_summarize.json"
+MetadataHook = Callable[[ReadyEvent], dict[str, Any]]
+
+
+@dataclass
+class BuiltPackage:
+    """A package ready to validate and push, with what went into it.
+
+    ``problem`` is set when the prefix's content itself is unusable (a ``metadata.json`` that is
+    not a JSON object): such a package is quarantined, not retried.
+    """
+
+    package: quilt3.Package
+    metadata: dict[str, Any]
+    objects: list[ObjectVersion]
+    ignored: list[str]
+    skipped: list[str]
+    generated: list[str]
+    problem: str | None = None
+
+
+def merge_metadata(
+    defaults: Mapping[str, Any],
+    from_hook: Mapping[str, Any] | None,
+    from_file: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Package metadata: settings defaults, then the hook's, then the prefix's ``metadata.json``.
+
+    Later sources win key by key (a shallow merge, as Quilt's packaging service does).
+    """
+    merged: dict[str, Any] = dict(defaults)
+    merged.update(from_hook or {})
+    merged.update(from_file or {})
+    return merged
+
+
+def generated_files(settings: ConsumerSettings) -> dict[str, str]:
+    """The files added when the prefix lacks them, with their configured texts."""
+    files = {README: settings.readme_text, QUILTIGNORE: settings.quiltignore_text}
+    if settings.summarize is not None:
+        files[SUMMARIZE_FILE] = json.dumps(settings.summarize, indent=2, sort_keys=True) + "\n"
+    return files
+
+
+def build_package(
+    event: ReadyEvent,
+    settings: ConsumerSettings,
+    *,
+    s3: Any,
+    workdir: pathlib.Path,
+    metadata: MetadataHook | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> BuiltPackage:
+    """Build (without hashing or pushing) the package of ``event``'s prefix."""
+    bucket, prefix = event.bucket, event.prefix
+    objects = list_current_objects(s3, bucket, prefix)
+    by_logical_key = {obj.key[len(prefix) :]: obj for obj in objects}
+
+    rules: tuple[str, ...] = ()
+    if QUILTIGNORE in by_logical_key:
+        text = read_object(s3, bucket, by_logical_key[QUILTIGNORE]).decode(
+            "utf-8", errors="replace"
+        )
+        rules = parse_quiltignore(text)
+
+    problem = None
+    from_file = None
+    if METADATA_FILE in by_logical_key:
+        from_file, problem = _read_metadata_file(s3, bucket, by_logical_key[METADATA_FILE])
+    from_hook = metadata(event) if metadata is not None else None
+    meta = merge_metadata(settings.default_metadata, from_hook, from_file)
+    if settings.date_key is not None and settings.date_key not in meta:
+        if clock is None:
+            raise ValueError("settings.date_key is set: package_prefix needs a clock")
+        meta[settings.date_key] = clock().date().isoformat()
+
+    package = quilt3.Package()
+    kept, ignored, skipped = [], [], []
+    for logical_key, obj in by_logical_key.items():
+        if is_ignored(logical_key, rules):
+            ignored.append(logical_key)
+            continue
+        entry = PackageEntry(PhysicalKey(bucket, obj.key, obj.version_id), obj.size, None, None)
+        try:
+            package.set(logical_key, entry)
+        except QuiltException as err:  # "." or ".." segments: not a valid logical key
+            logger.warning("skipping key", extra={"key": obj.key, "reason": str(err)})
+            skipped.append(logical_key)
+            continue
+        kept.append(obj)
+
+    generated = []
+    for logical_key, text in generated_files(settings).items():
+        # Never shadow an object of the prefix, even an ignored one: pushing into the watched
+        # bucket would overwrite it.
+        if logical_key in package or logical_key in by_logical_key:
+            continue
+        path = workdir / logical_key
+        path.write_text(text, encoding="utf-8")
+        package.set(logical_key, str(path))
+        generated.append(logical_key)
+
+    package.set_meta(meta)
+    return BuiltPackage(
+        package=package,
+        metadata=meta,
+        objects=kept,
+        ignored=ignored,
+        skipped=skipped,
+        generated=generated,
+        problem=problem,
+    )
+
+
+def reuse_hashes(package: quilt3.Package, latest: LatestRevision | None) -> int:
+    """Give entries the hashes they can have without reading S3 bytes; return how many lack one.
+
+    Local files (the generated extras, a few bytes each) are hashed here; an S3 entry takes the
+    latest manifest's hash when its bucket, key, version id and size match exactly.
+    """
+    from quilt3 import checksums
+
+    missing = 0
+    for logical_key, entry in package.walk():
+        if entry.hash is not None:
+            continue
+        physical_key = entry.physical_key
+        if physical_key.is_local():
+            data = pathlib.Path(physical_key.path).read_bytes()
+            value = checksums.calculate_multipart_checksum_bytes(
+                data, checksum_type=checksums.DEFAULT_HASH
+            )
+            entry.hash = {"type": checksums.DEFAULT_HASH, "value": value}
+            continue
+        previous = latest.entries.get(logical_key) if latest is not None else None
+        if (
+            previous is not None
+            and physical_key.version_id not in (None, "null")
+            and (previous.bucket, previous.key, previous.version_id, previous.size)
+            == (physical_key.bucket, physical_key.path, physical_key.version_id, entry.size)
+            and not previous.meta
+        ):
+            entry.hash = dict(previous.hash)
+        else:
+            missing += 1
+    return missing
+
+
+def _read_metadata_file(
+    s3: Any, bucket: str, obj: ObjectVersion
+) -> tuple[dict[str, Any] | None, str | None]:
+    raw = read_object(s3, bucket, obj)
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return None, f"{METADATA_FILE} at s3://{bucket}/{obj.key} is not valid JSON: {err}"
+    if not isinstance(value, dict):
+        return (
+            None,
+            f"{METADATA_FILE} at s3://{bucket}/{obj.key} must hold a JSON object, not {type(value).__name__}",
+        )
+    return value, None

@@ -1,0 +1,167 @@
+"""Typed ``package-objects-ready`` events, parsed from any envelope AWS delivers them in.
+
+Light on purpose: no quilt3 or boto3 import, so any code can parse events cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from consumers.errors import BadEventError
+
+READY_DETAIL_TYPE = "package-objects-ready"
+# Envelopes nest (EventBridge -> SNS -> SQS -> Lambda); deeper than this is not a real delivery.
+MAX_ENVELOPE_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class ReadyEvent:
+    """One ``package-objects-ready`` detail: Quilt's three fields plus the emitter's optional extras."""
+
+    bucket: str
+    prefix: str
+    version: str = "0.1"
+    count: int | None = None
+    trigger: str | None = None
+    batch_id: str | None = None
+    first_event_time: str | None = None
+    last_event_time: str | None = None
+
+    @property
+    def s3_url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_ready_event(payload: Mapping[str, Any] | str | bytes) -> ReadyEvent:
+    """Parse a payload that must hold exactly one ``package-objects-ready`` event."""
+    events = parse_ready_events(payload)
+    if len(events) != 1:
+        raise BadEventError(
+            f"expected exactly one package-objects-ready event, found {len(events)}"
+        )
+    return events[0]
+
+
+def parse_ready_events(payload: Mapping[str, Any] | str | bytes) -> list[ReadyEvent]:
+    """Parse every ``package-objects-ready`` event in ``payload``.
+
+    Accepted: an EventBridge event, its bare ``detail``, an SQS message (``Body``) or its body,
+    an SNS notification (``Type: Notification``), a Lambda SQS event or a Lambda SNS event,
+    nested in one another. Raises :class:`BadEventError` naming what is wrong and where.
+    """
+    return _parse(payload, where="event", depth=0)
+
+
+def _parse(payload: Any, *, where: str, depth: int) -> list[ReadyEvent]:
+    if depth > MAX_ENVELOPE_DEPTH:
+        raise BadEventError(f"{where}: envelopes nested more than {MAX_ENVELOPE_DEPTH} deep")
+    if isinstance(payload, bytes | bytearray):
+        try:
+            payload = payload.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise BadEventError(f"{where}: not UTF-8 text ({err})") from err
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except json.JSONDecodeError as err:
+            raise BadEventError(f"{where}: not JSON ({err.msg} at position {err.pos})") from err
+    if not isinstance(payload, Mapping):
+        raise BadEventError(f"{where}: expected a JSON object, got {_type_name(payload)}")
+
+    if "Records" in payload:
+        records = payload["Records"]
+        if not isinstance(records, list) or not records:
+            raise BadEventError(f"{where}.Records: expected a non-empty list")
+        events: list[ReadyEvent] = []
+        for index, record in enumerate(records):
+            events.extend(_parse_record(record, where=f"{where}.Records[{index}]", depth=depth))
+        return events
+    if payload.get("Type") == "Notification" and "Message" in payload:
+        return _parse(payload["Message"], where=f"{where}.Message", depth=depth + 1)
+    if "Body" in payload and "detail" not in payload:  # boto3 receive_message shape
+        return _parse(payload["Body"], where=f"{where}.Body", depth=depth + 1)
+    if "detail" in payload or "detail-type" in payload:
+        detail_type = payload.get("detail-type")
+        if detail_type != READY_DETAIL_TYPE:
+            raise BadEventError(
+                f"{where}.detail-type: expected {READY_DETAIL_TYPE!r}, got {detail_type!r}"
+            )
+        return [_parse_detail(payload.get("detail"), where=f"{where}.detail")]
+    if "bucket" in payload or "prefix" in payload:
+        return [_parse_detail(payload, where=where)]
+    raise BadEventError(
+        f"{where}: not a package-objects-ready event nor an SQS/SNS envelope "
+        f"(keys: {sorted(payload)[:8]})"
+    )
+
+
+def _parse_record(record: Any, *, where: str, depth: int) -> list[ReadyEvent]:
+    if not isinstance(record, Mapping):
+        raise BadEventError(f"{where}: expected a JSON object, got {_type_name(record)}")
+    if "body" in record:  # Lambda SQS event
+        return _parse(record["body"], where=f"{where}.body", depth=depth + 1)
+    sns = record.get("Sns")
+    if isinstance(sns, Mapping) and "Message" in sns:  # Lambda SNS event
+        return _parse(sns["Message"], where=f"{where}.Sns.Message", depth=depth + 1)
+    raise BadEventError(f"{where}: neither an SQS record (body) nor an SNS record (Sns.Message)")
+
+
+def _parse_detail(detail: Any, *, where: str) -> ReadyEvent:
+    if not isinstance(detail, Mapping):
+        raise BadEventError(f"{where}: expected a JSON object, got {_type_name(detail)}")
+    version = _required_string(detail, "version", where)
+    bucket = _required_string(detail, "bucket", where)
+    prefix = _required_string(detail, "prefix", where)
+    if prefix.startswith("/"):
+        raise BadEventError(f"{where}.prefix: must not start with '/', got {prefix!r}")
+    if not prefix.endswith("/"):
+        # Quilt's events always end the prefix with '/'; without it a listing of "a/b"
+        # would also match "a/bc/...", so the folder reading is the only safe one.
+        prefix += "/"
+    count = detail.get("count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise BadEventError(f"{where}.count: expected a non-negative integer, got {count!r}")
+    return ReadyEvent(
+        bucket=bucket,
+        prefix=prefix,
+        version=version,
+        count=count,
+        trigger=_optional_string(detail, "trigger", where),
+        batch_id=_optional_string(detail, "batch_id", where),
+        first_event_time=_optional_time(detail, "first_event_time", where),
+        last_event_time=_optional_time(detail, "last_event_time", where),
+    )
+
+
+def _required_string(detail: Mapping[str, Any], key: str, where: str) -> str:
+    if key not in detail:
+        raise BadEventError(f"{where}: missing required field {key!r}")
+    value = detail[key]
+    if not isinstance(value, str) or not value:
+        raise BadEventError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_string(detail: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = detail.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadEventError(f"{where}.{key}: expected a string, got {value!r}")
+    return value
+
+
+def _optional_time(detail: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = _optional_string(detail, key, where)
+    if value is not None:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError as err:
+            raise BadEventError(f"{where}.{key}: not an RFC 3339 time: {value!r}") from err
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

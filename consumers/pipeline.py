@@ -1,0 +1,251 @@
+"""The consumer pipeline: one ``package-objects-ready`` event in, one pushed/unchanged/quarantined package out."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import quilt3
+import quilt3.workflows
+from quilt3.backends import get_package_registry
+
+from consumers.alerts import make_alert, publish_alert, quarantine_alert
+from consumers.building import BuiltPackage, MetadataHook, build_package, reuse_hashes
+from consumers.clients import Clients
+from consumers.errors import AlertError, PackagingError
+from consumers.events import ReadyEvent
+from consumers.gateway import RefreshResult, refresh_file_shares, refresh_folders
+from consumers.naming import is_valid_package_name, package_name
+from consumers.quarantine import push_to_quarantine, quarantine_readme
+from consumers.revision import LatestRevision, load_latest_revision
+from consumers.settings import ConsumerSettings
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["pushed", "unchanged", "quarantined"]
+
+
+@dataclass(frozen=True)
+class PackageOutcome:
+    """What happened to one event's package, and where it is."""
+
+    status: Status
+    package_name: str
+    registry: str
+    top_hash: str | None
+    message: str = ""
+
+
+class WorkflowRejection(Exception):
+    """Internal: the workflow (or the prefix's content) rejected the package; carries quilt3's error."""
+
+
+def package_prefix(
+    event: ReadyEvent,
+    settings: ConsumerSettings,
+    *,
+    metadata: MetadataHook | None = None,
+    name_for: Callable[[str], str] | None = None,
+    clients: Clients | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> PackageOutcome:
+    """Package ``s3://event.bucket/event.prefix`` into the registry, or quarantine it.
+
+    ``metadata(event)`` adds metadata over ``settings.default_metadata`` (the prefix's
+    ``metadata.json`` still wins); ``name_for(prefix)`` replaces :func:`consumers.naming.package_name`;
+    ``clock`` gives "today" when ``settings.date_key`` is set. Raises :class:`PackagingError`
+    for failures worth a retry, ``QuarantineError``/``AlertError`` when quarantining failed.
+    """
+    clients = clients or Clients()
+    clock = clock or (lambda: datetime.now(UTC))
+    name = (name_for or package_name)(event.prefix)
+    if not is_valid_package_name(name):
+        raise PackagingError(
+            f"package name {name!r} for prefix {event.prefix!r} is not namespace/name"
+        )
+    registry = settings.registry or event.bucket
+
+    with tempfile.TemporaryDirectory(prefix="edp-consumer-") as tmp:
+        workdir = pathlib.Path(tmp)
+        built = build_package(
+            event, settings, s3=clients.s3, workdir=workdir, metadata=metadata, clock=clock
+        )
+        latest = load_latest_revision(clients.s3, registry, name)
+        missing = reuse_hashes(built.package, latest)
+        logger.info(
+            "package built",
+            extra={
+                "package": name,
+                "registry": registry,
+                "entries": len(built.objects) + len(built.generated),
+                "ignored": len(built.ignored),
+                "hashes_to_compute": missing,
+            },
+        )
+        try:
+            workflow_data = _validate(built, settings, registry, name)
+            if latest is not None:
+                predicted = _predicted_top_hash(built.package, settings.message, workflow_data)
+                if predicted == latest.top_hash:
+                    logger.info("package unchanged", extra={"package": name, "top_hash": predicted})
+                    return PackageOutcome(
+                        "unchanged", name, registry, predicted, "same as latest revision"
+                    )
+            top_hash = _push(built, settings, registry, name)
+        except WorkflowRejection as rejection:
+            return _quarantine(
+                event, settings, built, name, registry, str(rejection), clients, workdir
+            )
+
+    status: Status = "unchanged" if latest is not None and top_hash == latest.top_hash else "pushed"
+    message = f"{status} {name}@{top_hash[:7]} in s3://{registry}"
+    if status == "pushed" and settings.file_share_arns:
+        failures = _refresh_gateways(event, settings, clients, name)
+        if failures:
+            message += "; file gateway refresh failed: " + "; ".join(
+                r.error or "" for r in failures
+            )
+    return PackageOutcome(status, name, registry, top_hash, message)
+
+
+def _validate(built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str) -> Any:
+    """Run the registry's workflow on the package; a rejection becomes :class:`WorkflowRejection`.
+
+    quilt3 signals "no workflow config", "unknown workflow" and "workflow required" with plain
+    ``QuiltException`` and a bad config with ``ConfigurationError``: all of them, not only
+    ``WorkflowValidationError``, mean the package cannot go to this registry as it is.
+    """
+    if built.problem is not None:
+        raise WorkflowRejection(built.problem)
+    try:
+        return quilt3.workflows.validate(
+            registry=get_package_registry(f"s3://{registry}"),
+            workflow=settings.workflow_argument,
+            name=name,
+            pkg=built.package,
+            message=settings.message,
+        )
+    except quilt3.util.QuiltException as err:
+        raise WorkflowRejection(str(err)) from err
+
+
+def _predicted_top_hash(package: quilt3.Package, message: str, workflow_data: Any) -> str:
+    """The top hash ``push`` would produce, computed before anything is copied or written.
+
+    Hashes still missing after reuse (new or changed objects) are computed with quilt3's own
+    parallel hasher, as ``push`` would; ``push`` then finds them set and does not hash again.
+    Uses quilt3 internals (``_calculate_missing_hashes``, ``_set_commit_message``, ``_workflow``)
+    because quilt3 has no public "what would the top hash be" call; the redelivery tests catch
+    any change in them.
+    """
+    try:
+        package._calculate_missing_hashes()
+    except Exception as err:
+        raise PackagingError(f"could not hash the package's objects: {err}") from err
+    package._set_commit_message(message)
+    package._workflow = workflow_data
+    top_hash: str = package.top_hash
+    return top_hash
+
+
+def _push(built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str) -> str:
+    try:
+        pushed = built.package.push(
+            name,
+            registry=f"s3://{registry}",
+            message=settings.message,
+            workflow=settings.workflow_argument,
+            force=True,
+            dedupe=True,
+        )
+    except quilt3.workflows.WorkflowErrorBase as err:  # the config changed since _validate
+        raise WorkflowRejection(str(err)) from err
+    except Exception as err:  # quilt3 raises a zoo of types; all are worth a retry here
+        raise PackagingError(f"could not push package {name} to s3://{registry}: {err}") from err
+    top_hash: str = pushed.top_hash
+    logger.info(
+        "package pushed", extra={"package": name, "registry": registry, "top_hash": top_hash}
+    )
+    return top_hash
+
+
+def _quarantine(
+    event: ReadyEvent,
+    settings: ConsumerSettings,
+    built: BuiltPackage,
+    name: str,
+    registry: str,
+    error: str,
+    clients: Clients,
+    workdir: pathlib.Path,
+) -> PackageOutcome:
+    logger.warning("workflow rejected package", extra={"package": name, "error": error})
+    readme = quarantine_readme(
+        package_name=name, source=event.s3_url, workflow=settings.workflow, error=error
+    )
+    try:
+        top_hash = push_to_quarantine(
+            built.package,
+            name=name,
+            quarantine_bucket=settings.quarantine_bucket,
+            readme=readme,
+            message=settings.message,
+            workdir=workdir,
+        )
+    except Exception as err:
+        # Tell people both failures, then let the event be retried.
+        alert = make_alert(
+            f"EDP: package {name} rejected and quarantine failed",
+            f"Package {name} from {event.s3_url} failed workflow "
+            f"{settings.workflow or '(registry default)'} and could not be pushed to "
+            f"{settings.quarantine_bucket}.\n\nWorkflow error:\n{error}\n\nQuarantine error:\n{err}\n",
+        )
+        try:
+            publish_alert(clients.sns, settings.sns_topic_arn, alert)
+        except AlertError:
+            logger.exception("alert about the failed quarantine failed too")
+        raise
+    alert = quarantine_alert(
+        workflow=settings.workflow,
+        package_name=name,
+        bucket=event.bucket,
+        prefix=event.prefix,
+        registry=registry,
+        quarantine_bucket=settings.quarantine_bucket,
+        quilt_url=settings.quilt_url,
+        error=error,
+    )
+    publish_alert(clients.sns, settings.sns_topic_arn, alert)
+    return PackageOutcome("quarantined", name, settings.quarantine_bucket, top_hash, error)
+
+
+def _refresh_gateways(
+    event: ReadyEvent, settings: ConsumerSettings, clients: Clients, name: str
+) -> list[RefreshResult]:
+    results = refresh_file_shares(
+        clients.storagegateway,
+        settings.file_share_arns,
+        refresh_folders(event.prefix),
+        max_attempts=settings.gateway_max_attempts,
+    )
+    failures = [result for result in results if not result.ok]
+    if failures:
+        alert = make_alert(
+            f"EDP: file gateway refresh failed for {name}",
+            f"Package {name} was pushed from {event.s3_url}, but RefreshCache failed, so file "
+            "gateway clients may not see the new files until the next refresh:\n\n"
+            + "\n".join(f"{r.file_share_arn}: {r.error}" for r in failures),
+        )
+        try:
+            publish_alert(clients.sns, settings.sns_topic_arn, alert)
+        except AlertError:
+            logger.exception("alert about the gateway refresh failed")
+    return failures
+
+
+__all__ = ["LatestRevision", "PackageOutcome", "package_prefix"]

@@ -1,0 +1,171 @@
+"""Settings of a consumer: one frozen, validated dataclass, built once from env vars or arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumers.errors import SettingsError
+
+DEFAULT_MESSAGE = "Created by EDP"
+DEFAULT_README = """# Quilt package created by Event-Driven Packaging
+
+This package was created automatically from an S3 prefix by the EDP reference consumer
+(`consumers.auto_package`) and validated against the registry's Quilt workflow.
+"""
+# Operating-system clutter that instruments and file shares leave behind.
+DEFAULT_QUILTIGNORE = """.DS_*
+Icon
+._*
+.TemporaryItems
+.Trashes
+.VolumeIcon.icns
+"""
+DEFAULT_GATEWAY_MAX_ATTEMPTS = 5
+
+ENV_WORKFLOW = "WORKFLOW_NAME"
+ENV_QUARANTINE_BUCKET = "QUARANTINE_BUCKET_NAME"
+ENV_SNS_TOPIC_ARN = "SNS_TOPIC_ARN"
+ENV_QUILT_URL = "QUILT_URL"
+ENV_REGISTRY = "REGISTRY"
+ENV_FILE_SHARE_ARNS = "FILE_SHARE_ARNS"
+ENV_PACKAGE_METADATA = "PACKAGE_METADATA"
+ENV_PACKAGE_DATE_KEY = "PACKAGE_DATE_KEY"
+ENV_PACKAGE_MESSAGE = "PACKAGE_MESSAGE"
+
+ENV_VARS: tuple[str, ...] = (
+    ENV_WORKFLOW,
+    ENV_QUARANTINE_BUCKET,
+    ENV_SNS_TOPIC_ARN,
+    ENV_QUILT_URL,
+    ENV_REGISTRY,
+    ENV_FILE_SHARE_ARNS,
+    ENV_PACKAGE_METADATA,
+    ENV_PACKAGE_DATE_KEY,
+    ENV_PACKAGE_MESSAGE,
+)
+REQUIRED_ENV_VARS: tuple[str, ...] = (ENV_QUARANTINE_BUCKET, ENV_SNS_TOPIC_ARN, ENV_QUILT_URL)
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
+_FILE_SHARE_ARN = re.compile(r"^arn:aws[a-z-]*:storagegateway:[a-z0-9-]+:\d{12}:share/share-\w+$")
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """Everything a consumer needs to know; validated at construction.
+
+    ``workflow`` ``None`` means the registry's default workflow (quilt3's ``...``);
+    ``registry`` ``None`` means the bucket of each event; ``date_key`` names a metadata key set
+    to today's date (off by default: a date in the metadata changes the top hash every day).
+    """
+
+    quarantine_bucket: str
+    sns_topic_arn: str
+    quilt_url: str
+    workflow: str | None = None
+    registry: str | None = None
+    file_share_arns: tuple[str, ...] = ()
+    default_metadata: dict[str, Any] = field(default_factory=dict)
+    message: str = DEFAULT_MESSAGE
+    readme_text: str = DEFAULT_README
+    quiltignore_text: str = DEFAULT_QUILTIGNORE
+    summarize: list[Any] | None = None
+    date_key: str | None = None
+    gateway_max_attempts: int = DEFAULT_GATEWAY_MAX_ATTEMPTS
+
+    def __post_init__(self) -> None:
+        _check_bucket(self.quarantine_bucket, "quarantine_bucket")
+        if self.registry is not None:
+            registry = self.registry.removeprefix("s3://").rstrip("/")
+            _check_bucket(registry, "registry")
+            object.__setattr__(self, "registry", registry)
+            if registry == self.quarantine_bucket:
+                raise SettingsError(
+                    f"registry and quarantine_bucket are both {registry!r}: "
+                    "use a separate bucket for quarantined packages"
+                )
+        if not _SNS_TOPIC_ARN.match(self.sns_topic_arn):
+            raise SettingsError(
+                f"sns_topic_arn: {self.sns_topic_arn!r} is not an SNS topic ARN "
+                "(arn:aws:sns:<region>:<account>:<topic>)"
+            )
+        if not self.quilt_url.startswith(("https://", "http://")):
+            raise SettingsError(f"quilt_url: {self.quilt_url!r} must start with https://")
+        object.__setattr__(self, "quilt_url", self.quilt_url.rstrip("/"))
+        if self.workflow is not None and not self.workflow.strip():
+            object.__setattr__(self, "workflow", None)
+        object.__setattr__(self, "file_share_arns", tuple(self.file_share_arns))
+        for arn in self.file_share_arns:
+            if not _FILE_SHARE_ARN.match(arn):
+                raise SettingsError(
+                    f"file_share_arns: {arn!r} is not a file share ARN "
+                    "(arn:aws:storagegateway:<region>:<account>:share/share-XXXXXXXX)"
+                )
+        if not isinstance(self.default_metadata, dict):
+            raise SettingsError("default_metadata must be a JSON object (a dict)")
+        try:
+            json.dumps(self.default_metadata)
+        except (TypeError, ValueError) as err:
+            raise SettingsError(f"default_metadata is not JSON-serialisable: {err}") from err
+        if self.summarize is not None and not isinstance(self.summarize, list):
+            raise SettingsError("summarize must be a list (the content of quilt_summarize.json)")
+        if self.date_key is not None and not self.date_key.strip():
+            object.__setattr__(self, "date_key", None)
+        if self.gateway_max_attempts < 1:
+            raise SettingsError(
+                f"gateway_max_attempts must be >= 1, got {self.gateway_max_attempts}"
+            )
+
+    @property
+    def workflow_argument(self) -> Any:
+        """The ``workflow=`` argument for quilt3: the name, or ``...`` for the registry default."""
+        return self.workflow if self.workflow is not None else ...
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ConsumerSettings:
+        """Build settings from the reference Lambda's environment variables (see ``ENV_VARS``)."""
+        env = os.environ if env is None else env
+        missing = [name for name in REQUIRED_ENV_VARS if not env.get(name, "").strip()]
+        if missing:
+            raise SettingsError(f"missing required environment variable(s): {', '.join(missing)}")
+        metadata_text = env.get(ENV_PACKAGE_METADATA, "").strip()
+        metadata: Any = {}
+        if metadata_text:
+            try:
+                metadata = json.loads(metadata_text)
+            except json.JSONDecodeError as err:
+                raise SettingsError(
+                    f"{ENV_PACKAGE_METADATA} is not valid JSON ({err.msg}); "
+                    'expected an object such as {"Author": "EDP"}'
+                ) from err
+            if not isinstance(metadata, dict):
+                raise SettingsError(
+                    f"{ENV_PACKAGE_METADATA} must be a JSON object, got {metadata_text!r}"
+                )
+        arns = tuple(
+            arn.strip() for arn in env.get(ENV_FILE_SHARE_ARNS, "").split(",") if arn.strip()
+        )
+        try:
+            return cls(
+                quarantine_bucket=env[ENV_QUARANTINE_BUCKET].strip(),
+                sns_topic_arn=env[ENV_SNS_TOPIC_ARN].strip(),
+                quilt_url=env[ENV_QUILT_URL].strip(),
+                workflow=env.get(ENV_WORKFLOW, "").strip() or None,
+                registry=env.get(ENV_REGISTRY, "").strip() or None,
+                file_share_arns=arns,
+                default_metadata=metadata,
+                message=env.get(ENV_PACKAGE_MESSAGE, "").strip() or DEFAULT_MESSAGE,
+                date_key=env.get(ENV_PACKAGE_DATE_KEY, "").strip() or None,
+            )
+        except SettingsError as err:
+            raise SettingsError(f"invalid environment: {err}") from err
+
+
+def _check_bucket(name: str, setting: str) -> None:
+    if not _BUCKET_NAME.match(name) or ".." in name:
+        raise SettingsError(f"{setting}: {name!r} is not a valid S3 bucket name")
