@@ -56,9 +56,13 @@ def simulate(
     pending_events = 0
 
     def emit(emissions: list[Emission]) -> None:
-        for emission in sorted(emissions, key=emission_order):
+        ordered = sorted(emissions, key=emission_order)
+        for emission in ordered:
             event = eventbridge_event(emission, account=account, region=region)
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
+        for emission in ordered:
+            # Printing is publishing here: the outbox records it, as `edp status` shows.
+            emitter.store.mark_published([emission.batch_id], emission.emitted_at)
 
     def flush() -> None:
         nonlocal pending, pending_events

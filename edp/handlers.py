@@ -1,0 +1,200 @@
+"""Lambda entry points: `store_in_db` (SQS or EventBridge -> store) and `emit_event` (schedule -> bus).
+
+Thin by design: parse, call the emitter, shape the response. Settings, the store and the clients are
+built on the first invocation and reused while the execution environment lives (never at import).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from edp.clock import Clock, utc_now
+from edp.core import Emission
+from edp.emitter import DROPPED, Emitter
+from edp.errors import BadEventError
+from edp.events import Parsed, parse_message
+from edp.publisher import Publisher, PublishReport, publish_pending
+from edp.settings import Settings, redact_url
+from edp.store import BatchStore, open_store
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "edp"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "EDP"), service="edp")
+
+
+@dataclass
+class Runtime:
+    """What a warm Lambda keeps between invocations."""
+
+    settings: Settings
+    store: BatchStore
+    emitter: Emitter
+    publisher: Publisher
+    clock: Clock
+
+
+_runtime: Runtime | None = None
+
+
+def runtime(factory: Callable[[], Runtime] | None = None) -> Runtime:
+    """The cached runtime, built on first use (tests pass their own factory or call reset())."""
+    global _runtime
+    if _runtime is None:
+        _runtime = (factory or build_runtime)()
+    return _runtime
+
+
+def reset() -> None:
+    """Drop the cached runtime (tests; or after settings change)."""
+    global _runtime
+    if _runtime is not None:
+        _runtime.store.close()
+    _runtime = None
+
+
+def build_runtime(clock: Clock = utc_now) -> Runtime:
+    settings = Settings.from_sources()
+    store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
+    logger.info(
+        "edp runtime ready",
+        extra={"store": redact_url(settings.database_url), "bus": settings.event_bus},
+    )
+    publisher = Publisher(
+        lambda: boto3.client("events"),
+        settings.event_bus,
+        sns_client=lambda: boto3.client("sns"),
+        topic_arn=settings.sns_topic_arn,
+    )
+    return Runtime(settings, store, Emitter(settings, store), publisher, clock)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def store_in_db(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Store S3 events. From SQS: bad messages alone go to `batchItemFailures` (then the DLQ)."""
+    rt = runtime()
+    encoded = rt.settings.eventbridge_keys_encoded
+    if not _is_sqs_batch(event):
+        # Invoked directly by an EventBridge rule (or an S3 notification): one message.
+        parsed = parse_message(event, eventbridge_keys_encoded=encoded)
+        _ingest(rt, [parsed])
+        return {"stored": len(parsed.events)}
+
+    collected: list[Parsed] = []
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            collected.append(parse_message(record.body, eventbridge_keys_encoded=encoded))
+        except BadEventError as err:
+            logger.warning(
+                "rejected message", extra={"message_id": record.message_id, "error": str(err)}
+            )
+            raise
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    with processor(records=event["Records"], handler=record_handler):
+        processor.process()
+    metrics.add_metric("RejectedMessages", MetricUnit.Count, len(processor.fail_messages))
+    # One transaction for every good message: if it fails, the whole batch is retried by SQS.
+    _ingest(rt, collected)
+    return dict(processor.response())
+
+
+def _is_sqs_batch(event: dict[str, Any]) -> bool:
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    )
+
+
+def _ingest(rt: Runtime, parsed: list[Parsed]) -> None:
+    now = rt.clock()
+    outcome = rt.emitter.ingest(parsed, arrived=now)
+    record_ingest_metrics(outcome.counters, parsed, now)
+    record_emission_metrics(outcome.emissions)
+    if outcome.emissions:
+        # Count- and marker-triggered batches go out now, not at the next scheduled sweep.
+        record_publish_metrics(publish_pending(rt.store, rt.publisher, rt.clock))
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def emit_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Scheduled: close every due batch, (re-)send everything unpublished, report backlog metrics."""
+    rt = runtime()
+    now = rt.clock()
+    closed = rt.emitter.close_due(now)
+    report = publish_pending(rt.store, rt.publisher, rt.clock)
+    record_emission_metrics(closed)
+    record_publish_metrics(report)
+    purged = rt.store.purge(now, rt.emitter.rules.dedupe_window)
+    open_batches = rt.store.open_batches()
+    metrics.add_metric("OpenBatches", MetricUnit.Count, len(open_batches))
+    oldest = min((b.first_activity for b in open_batches), default=None)
+    age = (now - oldest).total_seconds() if oldest else 0.0
+    metrics.add_metric("OldestOpenBatchAgeSeconds", MetricUnit.Seconds, age)
+    for emission in closed:
+        logger.info(
+            "batch closed",
+            extra={
+                "bucket": emission.bucket,
+                "prefix": emission.prefix,
+                "trigger": emission.trigger,
+                "count": emission.count,
+                "batch_id": emission.batch_id,
+            },
+        )
+    return {
+        "closed": len(closed),
+        "published": len(report.published),
+        "failed": len(report.failed),
+        "open": len(open_batches),
+        "purged": purged,
+    }
+
+
+def record_ingest_metrics(counters: Counter[str], parsed: list[Parsed], now: datetime) -> None:
+    metrics.add_metric("EventsAccepted", MetricUnit.Count, counters.get("accepted", 0))
+    metrics.add_metric("DuplicateEvents", MetricUnit.Count, counters.get("duplicate", 0))
+    metrics.add_metric("StaleEvents", MetricUnit.Count, counters.get("stale", 0))
+    for name, value in sorted(counters.items()):
+        if name.startswith(DROPPED):
+            _dimensioned("EventsDropped", "Reason", name[len(DROPPED) :], value)
+    times = [e.event_time for p in parsed for e in p.events]
+    if times:
+        lag = max(0.0, (now - min(times)).total_seconds())
+        metrics.add_metric("IngestLagSeconds", MetricUnit.Seconds, lag)
+
+
+def record_emission_metrics(emissions: list[Emission]) -> None:
+    for trigger, value in sorted(Counter(e.trigger for e in emissions).items()):
+        _dimensioned("BatchesEmitted", "Trigger", trigger, value)
+
+
+def record_publish_metrics(report: PublishReport) -> None:
+    metrics.add_metric("BatchesPublished", MetricUnit.Count, len(report.published))
+    metrics.add_metric(
+        "PublishFailures", MetricUnit.Count, len(report.failed) + report.sns_failures
+    )
+
+
+def _dimensioned(name: str, dimension: str, value_name: str, value: int) -> None:
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=value,
+        namespace=metrics.namespace,
+    ) as metric:
+        metric.add_dimension(name=dimension, value=value_name)

@@ -1,0 +1,99 @@
+"""`edp status`: open batches and counters, as tables or JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import IO, Any
+
+from edp.clock import Clock, rfc3339, utc_now
+from edp.core import OpenBatch
+from edp.settings import Settings
+from edp.store import open_store
+
+
+def human_seconds(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h03m``, ``1d04h``; negative values are shown as ``now``."""
+    if seconds < 0:
+        return "now"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def batch_view(batch: OpenBatch, now: datetime) -> dict[str, Any]:
+    return {
+        "bucket": batch.bucket,
+        "prefix": batch.prefix,
+        "files": batch.count,
+        "batch_id": batch.batch_id,
+        "first_activity": rfc3339(batch.first_activity),
+        "last_activity": rfc3339(batch.last_activity),
+        "age_seconds": round((now - batch.first_activity).total_seconds(), 3),
+        "due_at": rfc3339(batch.due_at) if batch.due_at else None,
+        "due_in_seconds": (
+            round((batch.due_at - now).total_seconds(), 3) if batch.due_at else None
+        ),
+    }
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def show_status(settings: Settings, *, as_json: bool, out: IO[str], clock: Clock = utc_now) -> int:
+    store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
+    try:
+        now = clock()
+        batches = [batch_view(b, now) for b in store.open_batches()]
+        counters = store.counters()
+        pending = store.pending_count()
+    finally:
+        store.close()
+    if as_json:
+        json.dump(
+            {
+                "now": rfc3339(now),
+                "open_batches": batches,
+                "pending_publish": pending,
+                "counters": counters,
+            },
+            out,
+            indent=2,
+        )
+        out.write("\n")
+        return 0
+    out.write(f"Open batches: {len(batches)}   waiting to publish: {pending}\n\n")
+    if batches:
+        rows = [
+            [
+                b["bucket"],
+                b["prefix"],
+                str(b["files"]),
+                human_seconds(b["age_seconds"]),
+                human_seconds(b["due_in_seconds"]) if b["due_in_seconds"] is not None else "-",
+            ]
+            for b in batches
+        ]
+        out.write(table(["BUCKET", "PREFIX", "FILES", "AGE", "DUE IN"], rows) + "\n\n")
+    groups = {"events": [], "dropped": [], "emitted": []}  # type: dict[str, list[list[str]]]
+    for name, value in counters.items():
+        kind, _, detail = name.partition(":")
+        if kind in ("dropped", "emitted"):
+            groups[kind].append([f"{kind} ({detail})", str(value)])
+        else:
+            groups["events"].append([name, str(value)])
+    rows = groups["events"] + groups["dropped"] + groups["emitted"]
+    out.write(table(["COUNTER", "VALUE"], rows or [["(none yet)", "0"]]) + "\n")
+    return 0
