@@ -1,0 +1,507 @@
+"""`edp run`: the long-running service that turns an SQS queue of S3 events into published batches.
+
+Two threads share one store:
+
+* the **poller** (the calling thread) long-polls the queue, parses each message, stores every good
+  message of one receive in one transaction, and only then deletes those messages. A message that is
+  not an event we understand is logged and left on the queue, so SQS's redrive policy moves it to
+  the dead-letter queue; one bad message never holds back the others.
+* the **emitter thread** sleeps until the next batch falls due (a timer on ``store.next_due()``, not
+  a fixed tick), closes what is due, and publishes the outbox. The poller wakes it after every
+  ingest, so count- and marker-triggered batches go out at once.
+
+A stop request (SIGINT/SIGTERM, or ``max_runtime``) lets the current receive finish, stores what it
+got, publishes what is due, and returns. Nothing is lost at any point: unstored messages reappear
+after their visibility timeout, and closed batches wait in the store's outbox until published.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from edp.clock import Clock, rfc3339, utc_now
+from edp.core import Emission
+from edp.emitter import DROPPED, Emitter
+from edp.errors import BadEventError, EdpError
+from edp.events import Parsed, parse_message
+from edp.publisher import CLAIM_LEASE, Publisher, PublishReport, publish_pending
+from edp.settings import Settings, redact_url
+from edp.store import BatchStore, open_store
+
+RECEIVE_MAX_MESSAGES = 10  # ReceiveMessage / DeleteMessageBatch API limit per call
+RESWEEP_EVERY = 5.0  # seconds: longest sleep of the emitter thread (outbox retries, other writers)
+PURGE_EVERY = timedelta(hours=1)  # how often expired dedupe identities are forgotten
+FIRST_ERROR_BACKOFF = 1.0  # seconds after a failed receive or store; doubles up to the cap
+MAX_ERROR_BACKOFF = 30.0
+EXIT_INTERRUPTED = 130  # a second stop signal: exit at once, as a shell does after Ctrl-C
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(EdpError):
+    """The service cannot start or keep running (queue missing, no permission, store unusable)."""
+
+
+@dataclass
+class ServiceStats:
+    """What the service did since it started (printed on exit)."""
+
+    received: int = 0  # messages received from the queue
+    stored: int = 0  # messages whose events are in the store
+    deleted: int = 0  # messages deleted from the queue (always after storing)
+    rejected: int = 0  # bad messages, left on the queue for its dead-letter queue
+    store_failures: int = 0  # receives whose messages could not be stored (they come back)
+    published: int = 0  # batches that reached the bus
+    publish_failures: int = 0  # publish attempts that failed (the batch stays in the outbox)
+    events: Counter[str] = field(default_factory=Counter)  # accepted, duplicate, dropped:*...
+
+    def summary(self) -> str:
+        dropped = sum(n for name, n in self.events.items() if name.startswith(DROPPED))
+        return (
+            f"{self.received} message(s) received, {self.stored} stored, "
+            f"{self.deleted} deleted, {self.rejected} rejected; "
+            f"{self.events.get('accepted', 0)} event(s) accepted, {dropped} dropped, "
+            f"{self.events.get('duplicate', 0)} duplicate, {self.events.get('stale', 0)} stale; "
+            f"{self.published} batch(es) published, {self.publish_failures} publish failure(s)"
+        )
+
+
+class ReportingPublisher(Publisher):
+    """A Publisher that tells the service about each batch that reached the bus (for the log)."""
+
+    def __init__(self, *args: Any, on_published: Callable[[Emission], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_published = on_published
+
+    def publish(self, emissions: Sequence[Emission]) -> PublishReport:
+        report = super().publish(emissions)
+        done = set(report.published)
+        for emission in emissions:
+            if emission.batch_id in done:
+                self.on_published(emission)
+        return report
+
+
+class Service:
+    """The poll loop and the emitter thread, with every outside dependency injected."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: BatchStore,
+        *,
+        queue_url: str,
+        sqs_client: Callable[[], Any],
+        events_client: Callable[[], Any],
+        sns_client: Callable[[], Any] | None = None,
+        clock: Clock = utc_now,
+        stop: threading.Event | None = None,
+        poll_wait: int = 10,
+        exclusive_store: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``exclusive_store``: no other process uses the store (SQLite), so claims left by a
+        previous run that died while publishing can be taken back at start instead of waiting
+        for their lease to expire."""
+        self.settings = settings
+        self.store = store
+        self.emitter = Emitter(settings, store)
+        self.queue_url = queue_url
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.poll_wait = poll_wait
+        self.exclusive_store = exclusive_store
+        self.stats = ServiceStats()
+        self.publisher = ReportingPublisher(
+            events_client,
+            settings.event_bus,
+            sns_client=sns_client,
+            topic_arn=settings.sns_topic_arn,
+            sleep=sleep,
+            on_published=self._log_published,
+        )
+        self._sqs_factory = sqs_client
+        self._sqs: Any = None
+        self._wake = threading.Event()  # the poller stored something, or it is time to finish
+        self._finishing = threading.Event()  # the poller has stopped: one last sweep, then exit
+        self._stats_lock = threading.Lock()
+        self._last_purge: datetime | None = None
+
+    # --- the whole service --------------------------------------------------------------
+    def run(self) -> ServiceStats:
+        """Poll until the stop event is set, then store, publish what is due, and return."""
+        if self.exclusive_store:
+            self.reclaim_abandoned()
+        emitter_thread = threading.Thread(target=self._emit_loop, name="edp-emitter", daemon=True)
+        emitter_thread.start()
+        backoff = FIRST_ERROR_BACKOFF
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.poll_once()
+                    backoff = FIRST_ERROR_BACKOFF
+                except Exception as err:
+                    # Nothing was deleted, so nothing is lost; wait and try again.
+                    logger.error("receive or store failed (retrying in %.0f s): %s", backoff, err)
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_ERROR_BACKOFF)
+        finally:
+            self._finishing.set()
+            self._wake.set()
+            emitter_thread.join()
+        return self.stats
+
+    # --- the poller ---------------------------------------------------------------------
+    def _sqs_client(self) -> Any:
+        if self._sqs is None:
+            self._sqs = self._sqs_factory()
+        return self._sqs
+
+    def poll_once(self, wait: int | None = None) -> int:
+        """One receive: parse, store the good messages in one transaction, then delete them.
+
+        Returns how many messages were received. Raises when the receive or the store fails
+        (nothing is deleted then: the messages come back after their visibility timeout).
+        """
+        response = self._sqs_client().receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=RECEIVE_MAX_MESSAGES,
+            WaitTimeSeconds=self.poll_wait if wait is None else wait,
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return 0
+        parsed: list[Parsed] = []
+        good: list[dict[str, Any]] = []
+        rejected = 0
+        for message in messages:
+            try:
+                parsed.append(
+                    parse_message(
+                        message.get("Body", ""),
+                        eventbridge_keys_encoded=self.settings.eventbridge_keys_encoded,
+                    )
+                )
+            except BadEventError as err:
+                rejected += 1
+                logger.warning(
+                    "rejected message %s (left on the queue for its dead-letter queue): %s",
+                    message.get("MessageId", "?"),
+                    err,
+                )
+                continue
+            good.append(message)
+        with self._stats_lock:
+            self.stats.received += len(messages)
+            self.stats.rejected += rejected
+        if not good:
+            return len(messages)
+        try:
+            outcome = self.emitter.ingest(parsed, arrived=self.clock())
+        except Exception:
+            with self._stats_lock:
+                self.stats.store_failures += 1
+            raise
+        with self._stats_lock:
+            self.stats.stored += len(good)
+            self.stats.events.update(outcome.counters)
+        # Wake the emitter thread: batches may have closed (count, marker) or a due time moved.
+        self._wake.set()
+        deleted = self._delete(good)
+        with self._stats_lock:
+            self.stats.deleted += deleted
+        self._log_stored(len(good), outcome.counters, len(outcome.emissions))
+        for message, one in zip(good, parsed, strict=True):
+            logger.debug(
+                "message %s: %d event(s), ignored %s",
+                message.get("MessageId", "?"),
+                len(one.events),
+                dict(one.ignored) or "none",
+            )
+        return len(messages)
+
+    def _delete(self, messages: list[dict[str, Any]]) -> int:
+        """Delete stored messages; a failed delete only means a duplicate delivery later."""
+        deleted = 0
+        for start in range(0, len(messages), RECEIVE_MAX_MESSAGES):
+            chunk = messages[start : start + RECEIVE_MAX_MESSAGES]
+            entries = [
+                {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]}
+                for index, m in enumerate(chunk)
+            ]
+            try:
+                response = self._sqs_client().delete_message_batch(
+                    QueueUrl=self.queue_url, Entries=entries
+                )
+            except Exception as err:
+                logger.warning(
+                    "could not delete %d stored message(s) (they will be re-delivered and "
+                    "recognised as duplicates): %s",
+                    len(chunk),
+                    err,
+                )
+                continue
+            failed = response.get("Failed", [])
+            for failure in failed:
+                logger.warning(
+                    "could not delete a stored message (%s: %s); it will be re-delivered",
+                    failure.get("Code"),
+                    failure.get("Message"),
+                )
+            deleted += len(response.get("Successful", []))
+        return deleted
+
+    # --- the emitter thread -------------------------------------------------------------
+    def sweep(self) -> PublishReport:
+        """Close every due batch, publish the outbox, and purge expired dedupe state hourly."""
+        now = self.clock()
+        closed = self.emitter.close_due(now)
+        for emission in closed:
+            logger.debug(
+                "closed s3://%s/%s (%s, batch %s)",
+                emission.bucket,
+                emission.prefix,
+                emission.trigger,
+                emission.batch_id,
+            )
+        report = publish_pending(self.store, self.publisher, self.clock)
+        with self._stats_lock:
+            self.stats.publish_failures += len(report.failed) + report.sns_failures
+        if self._last_purge is None or now - self._last_purge >= PURGE_EVERY:
+            purged = self.store.purge(now, self.emitter.rules.dedupe_window)
+            self._last_purge = now
+            if purged:
+                logger.debug("purged %d expired dedupe entr(ies)", purged)
+        return report
+
+    def seconds_until_next_sweep(self) -> float:
+        """Until the next batch falls due, but never longer than RESWEEP_EVERY."""
+        due = self.store.next_due()
+        if due is None:
+            return RESWEEP_EVERY
+        return max(0.0, min(RESWEEP_EVERY, (due - self.clock()).total_seconds()))
+
+    def _emit_loop(self) -> None:
+        backoff = FIRST_ERROR_BACKOFF
+        while True:
+            self._wake.clear()
+            finishing = self._finishing.is_set()
+            try:
+                self.sweep()
+                wait = self.seconds_until_next_sweep()
+                backoff = FIRST_ERROR_BACKOFF
+            except Exception as err:
+                # A store or network failure: closed batches stay in the outbox; try again later.
+                logger.error("emit sweep failed (retrying in %.0f s): %s", backoff, err)
+                wait = backoff
+                backoff = min(backoff * 2, MAX_ERROR_BACKOFF)
+            if finishing:
+                return
+            self._wake.wait(wait)
+
+    def reclaim_abandoned(self) -> int:
+        """Release claims left by a previous run that died mid-publish (exclusive stores only).
+
+        A claim is a lease: on a shared store another emitter's claim must be respected until it
+        expires. When this process is the store's only user, every claim is a dead process's, so
+        taking them back now re-publishes those batches (same batch_id) without waiting.
+        """
+        horizon = self.clock() + CLAIM_LEASE  # every lease taken before now has expired by then
+        reclaimed = 0
+        while True:
+            claimed = self.store.claim_pending(horizon, timedelta(0), limit=500)
+            if not claimed:
+                break
+            self.store.release([e.batch_id for e in claimed])
+            reclaimed += len(claimed)
+            if len(claimed) < 500:
+                break
+        if reclaimed:
+            logger.info(
+                "%d batch(es) were closed but not published before; sending them", reclaimed
+            )
+        return reclaimed
+
+    # --- progress lines -----------------------------------------------------------------
+    def _log_stored(self, messages: int, counters: Counter[str], closed: int) -> None:
+        dropped = sum(n for name, n in counters.items() if name.startswith(DROPPED))
+        extra = []
+        for name in ("duplicate", "stale"):
+            if counters.get(name):
+                extra.append(f"{counters[name]} {name}")
+        if dropped:
+            extra.append(f"{dropped} dropped")
+        if closed:
+            extra.append(f"{closed} batch(es) closed by count or marker")
+        logger.info(
+            "stored %d message(s): %d event(s) accepted%s",
+            messages,
+            counters.get("accepted", 0),
+            "".join(f", {part}" for part in extra),
+        )
+
+    def _log_published(self, emission: Emission) -> None:
+        with self._stats_lock:
+            self.stats.published += 1
+        late = (self.clock() - emission.emitted_at).total_seconds()
+        logger.info(
+            "published s3://%s/%s: %d file(s), trigger %s, batch %s, due %s, sent %.3f s after",
+            emission.bucket,
+            emission.prefix,
+            emission.count,
+            emission.trigger,
+            emission.batch_id,
+            rfc3339(emission.emitted_at),
+            late,
+        )
+
+
+# --- wiring for `edp run` ---------------------------------------------------------------
+def client_factory(
+    service_name: str, *, endpoint_url: str | None, region: str | None
+) -> Callable[[], Any]:
+    """A factory making a boto3 client when first needed (each call has its own session,
+    because boto3 sessions are not thread-safe and the two threads create their clients)."""
+
+    def make() -> Any:
+        import boto3
+
+        session = boto3.session.Session(region_name=region)
+        return session.client(service_name, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+
+    return make
+
+
+def check_queue(sqs: Any, queue_url: str) -> None:
+    """Fail fast with a clear message when the queue cannot be read; warn when no DLQ is set."""
+    try:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
+        ).get("Attributes", {})
+    except Exception as err:
+        raise ServiceError(
+            f"cannot read queue {queue_url}: {err} (check --queue-url, --region, "
+            "--endpoint-url and the credentials)"
+        ) from err
+    if "RedrivePolicy" not in attributes:
+        logger.warning(
+            "queue %s has no dead-letter queue: a bad message will be received again every "
+            "visibility timeout (%s s) forever; set a RedrivePolicy",
+            queue_url,
+            attributes.get("VisibilityTimeout", "?"),
+        )
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop``; a second one exits at once (safe: the store is transactional,
+    unstored messages reappear on the queue, closed batches stay in the outbox)."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            print(f"edp run: {name} again: exiting now", file=sys.stderr, flush=True)
+            os._exit(EXIT_INTERRUPTED)
+        print(
+            f"edp run: {name}: stopping after this receive (send again to exit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def progress_on_stderr(verbose: bool) -> Iterator[None]:
+    """Progress lines on stderr for the `edp` loggers while the service runs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s edp run: %(message)s"))
+    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
+    edp_logger = logging.getLogger("edp")
+    previous_level = edp_logger.level
+    edp_logger.addHandler(handler)
+    edp_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    try:
+        yield
+    finally:
+        edp_logger.removeHandler(handler)
+        edp_logger.setLevel(previous_level)
+
+
+def run_service(
+    settings: Settings,
+    *,
+    queue_url: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    poll_wait: int = 10,
+    max_runtime: float | None = None,
+    verbose: bool = False,
+) -> int:
+    """`edp run`: wire real clients, the store and signal handlers; run until stopped; exit code."""
+    stop = threading.Event()
+    with progress_on_stderr(verbose), stop_on_signals(stop):
+        sqs_client = client_factory("sqs", endpoint_url=endpoint_url, region=region)
+        sqs = sqs_client()
+        check_queue(sqs, queue_url)
+        store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
+        try:
+            scheme = settings.database_url.split(":", 1)[0].lower()
+            service = Service(
+                settings,
+                store,
+                queue_url=queue_url,
+                sqs_client=lambda: sqs,
+                events_client=client_factory("events", endpoint_url=endpoint_url, region=region),
+                sns_client=client_factory("sns", endpoint_url=endpoint_url, region=region),
+                poll_wait=poll_wait,
+                exclusive_store=scheme in ("sqlite", "memory"),
+            )
+            logger.info(
+                "polling %s (store %s, bus %s%s; duration %d s, count %d); Ctrl-C to stop",
+                queue_url,
+                redact_url(settings.database_url),
+                settings.event_bus,
+                f", topic {settings.sns_topic_arn}" if settings.sns_topic_arn else "",
+                settings.threshold_duration,
+                settings.threshold_count,
+            )
+            started = time.monotonic()
+            timer = None
+            if max_runtime is not None:
+                timer = threading.Timer(max_runtime, stop.set)
+                timer.daemon = True
+                timer.start()
+            try:
+                stats = service.run()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            logger.info(
+                "stopped after %.1f s: %s; %d batch(es) open, %d waiting to be published",
+                time.monotonic() - started,
+                stats.summary(),
+                len(store.open_batches()),
+                store.pending_count(),
+            )
+        finally:
+            store.close()
+    return 0
