@@ -1,0 +1,1 @@
+"""Deployment tooling: CloudFormation templates, the Lambda bundle builder and the deploy helper."""

@@ -1,0 +1,86 @@
+"""Fixtures for the deployment tests: parsed templates, a moto account with a VPC, tiny bundles."""
+
+from __future__ import annotations
+
+import io
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cfnlint.decode import decode
+from moto import mock_aws
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# deploy/ is tooling, not an installed package: make `import deploy.…` work from the tests.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+TEMPLATES_DIR = REPO_ROOT / "deploy" / "templates"
+TEMPLATE_PATHS = sorted(TEMPLATES_DIR.glob("*.yaml"))
+WATCHED_BUCKET = "instrument-bucket"  # the bucket of the fixture events in tests/events/
+CODE_BUCKET = "edp-artifacts"
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """A template as a dict with intrinsic functions in long form (``Fn::GetAtt`` …)."""
+    template, problems = decode(str(path))
+    assert template is not None and not problems, problems
+    return dict(template)
+
+
+@pytest.fixture(scope="session")
+def emitter_template() -> dict[str, Any]:
+    return load_template(TEMPLATES_DIR / "emitter.yaml")
+
+
+@pytest.fixture(scope="session")
+def consumer_template() -> dict[str, Any]:
+    return load_template(TEMPLATES_DIR / "consumer.yaml")
+
+
+@dataclass(frozen=True)
+class Network:
+    vpc_id: str
+    subnet_ids: tuple[str, str]
+    security_group_id: str
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto for every service, with the artifacts bucket the bundles are uploaded to."""
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket=CODE_BUCKET)
+        yield
+
+
+@pytest.fixture
+def network(aws: None) -> Network:
+    """What the emitter stack expects to exist already: a VPC, two subnets, the Lambdas' group."""
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnets = tuple(
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{n}.0/24", AvailabilityZone=zone)[
+            "Subnet"
+        ]["SubnetId"]
+        for n, zone in ((1, "us-east-1a"), (2, "us-east-1b"))
+    )
+    group = ec2.create_security_group(
+        GroupName="edp-lambdas", Description="EDP Lambdas", VpcId=vpc
+    )["GroupId"]
+    return Network(vpc_id=vpc, subnet_ids=(subnets[0], subnets[1]), security_group_id=group)
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path) -> Path:
+    """Stand-in bundles (one module each): the stacks only need a zip in S3, not a working one."""
+    for kind in ("emitter", "consumer"):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            zf.writestr("placeholder.py", f"KIND = {kind!r}\n")
+        (tmp_path / f"edp-{kind}.zip").write_bytes(buffer.getvalue())
+    return tmp_path
