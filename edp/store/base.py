@@ -87,6 +87,10 @@ class BatchStore(ABC):
         """Release connections."""
 
     # --- shared behaviour ---------------------------------------------------------------
+    def schema_version(self) -> int:
+        """The schema version the stored data is at (backends with a schema read it from there)."""
+        return SCHEMA_VERSION
+
     def ingest(self, events: Sequence[RoutedEvent], rules: Rules) -> IngestResult:
         """Apply events (in order) in one transaction; closed batches go to the outbox."""
         if not events:

@@ -160,6 +160,10 @@ class SqliteStore(BatchStore):
                     "upgrade edp"
                 )
 
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:

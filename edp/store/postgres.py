@@ -1,0 +1,730 @@
+"""The PostgreSQL backend of the batch store (RDS): safe for many writer and emitter processes at once.
+
+Concurrency, in short (docs/postgres.md has the long version):
+
+* Every (bucket, prefix) has a permanent row in ``places``. A writer first inserts the missing ones
+  and then locks all of its places ``FOR UPDATE`` in one statement sorted by (bucket, prefix), so two
+  writers that share prefixes wait for each other in the same order and never deadlock. Only then
+  does it read the batches, members, sequencers and dedupe identities those events can touch,
+  apply the pure rules (:mod:`edp.core`) and write the changes back, all in one transaction.
+* An emitter closes due batches after locking their places ``FOR UPDATE SKIP LOCKED``: a batch a
+  writer (or another emitter) holds is skipped, never waited for, so each due batch is closed by
+  exactly one emitter; the outbox is claimed the same way.
+* The hot rows every transaction would touch are sharded: counters are kept per (name, shard) and
+  the ingest clock per shard (``GREATEST`` of the old and new value), and the readers sum or take
+  the maximum. Each store object writes one shard, so writers do not queue on a single row.
+* One connection per store object, reused across Lambda invocations. When the server goes away
+  (restart, failover) the store reconnects and runs the whole transaction again, once; when the
+  connection died during COMMIT it first asks the server (``pg_xact_status``) whether that commit
+  landed, so a transaction is never applied twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.pq import ConnStatus
+
+from edp.core import Changes, Emission, OpenBatch, RoutedEvent, Rules, Snapshot, close_due
+from edp.errors import StoreError
+from edp.settings import redact_url
+from edp.store.base import (
+    EMITTED_PREFIX,
+    BatchStore,
+    apply_to_snapshot,
+    counters_for,
+)
+from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MIGRATION_LOCK = 0x6564_7073_6368_656D  # pg_advisory_xact_lock key held while migrating ("edpschem")
+SHARDS = 16  # counter and clock rows per name: writers rarely share one, readers sum 16 rows
+RECONNECT_WAIT = 30.0  # seconds to keep trying to reach a restarting server before giving up
+CONNECT_TIMEOUT = 10  # seconds, libpq connect_timeout unless the URL sets one
+ROLLBACK_RETRIES = 5  # deadlock / serialization failures retried (should never happen; counted)
+
+# Each entry migrates the schema from version N to N+1; never edit one that has shipped, add one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE places (
+        bucket TEXT NOT NULL, prefix TEXT NOT NULL, PRIMARY KEY (bucket, prefix)
+    );
+    CREATE TABLE batches (
+        bucket TEXT NOT NULL, prefix TEXT NOT NULL, batch_id TEXT NOT NULL,
+        count INTEGER NOT NULL, changed BOOLEAN NOT NULL,
+        first_activity BIGINT NOT NULL, last_activity BIGINT NOT NULL,
+        first_event_time BIGINT NOT NULL, last_event_time BIGINT NOT NULL,
+        due_at BIGINT,
+        PRIMARY KEY (bucket, prefix)
+    );
+    CREATE INDEX batches_due ON batches (due_at) WHERE due_at IS NOT NULL;
+    CREATE TABLE members (
+        batch_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (batch_id, key)
+    );
+    CREATE TABLE seen (
+        identity TEXT PRIMARY KEY, batch_id TEXT NOT NULL, expires_at BIGINT
+    );
+    CREATE INDEX seen_batch ON seen (batch_id);
+    CREATE INDEX seen_expires ON seen (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE sequencers (
+        bucket TEXT NOT NULL, key TEXT NOT NULL, sequencer TEXT NOT NULL,
+        updated_at BIGINT NOT NULL, PRIMARY KEY (bucket, key)
+    );
+    CREATE INDEX sequencers_updated ON sequencers (updated_at);
+    CREATE TABLE outbox (
+        batch_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, prefix TEXT NOT NULL,
+        count INTEGER NOT NULL, trigger TEXT NOT NULL, emitted_at BIGINT NOT NULL,
+        first_event_time BIGINT NOT NULL, last_event_time BIGINT NOT NULL,
+        published_at BIGINT, claimed_until BIGINT
+    );
+    CREATE INDEX outbox_pending ON outbox (emitted_at, bucket COLLATE "C", prefix COLLATE "C")
+        WHERE published_at IS NULL;
+    CREATE TABLE counters (
+        name TEXT NOT NULL, shard SMALLINT NOT NULL, value BIGINT NOT NULL,
+        PRIMARY KEY (name, shard)
+    );
+    CREATE TABLE clocks (shard SMALLINT PRIMARY KEY, value BIGINT NOT NULL);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+BATCH_COLUMNS = (
+    "bucket, prefix, batch_id, count, changed, first_activity, last_activity, "
+    "first_event_time, last_event_time, due_at"
+)
+OUTBOX_COLUMNS = (
+    "batch_id, bucket, prefix, count, trigger, emitted_at, first_event_time, last_event_time"
+)
+# (bucket, prefix) pairs passed as two parallel arrays.
+PAIRS = "unnest(%s::text[], %s::text[])"
+
+# ---- statements ------------------------------------------------------------------------------
+ADD_PLACES = (
+    f"INSERT INTO places (bucket, prefix) SELECT b, p FROM {PAIRS} AS u(b, p) "
+    'ORDER BY b COLLATE "C", p COLLATE "C" ON CONFLICT DO NOTHING'
+)
+LOCK_PLACES = (
+    f"SELECT bucket FROM places WHERE (bucket, prefix) IN (SELECT b, p FROM {PAIRS} AS u(b, p)) "
+    'ORDER BY bucket COLLATE "C", prefix COLLATE "C" FOR UPDATE'
+)
+LOAD_BATCHES = (
+    f"SELECT {BATCH_COLUMNS} FROM batches "
+    f"WHERE (bucket, prefix) IN (SELECT b, p FROM {PAIRS} AS u(b, p))"
+)
+LOAD_MEMBERS = (
+    "SELECT m.batch_id, m.key FROM unnest(%s::text[], %s::text[]) AS u(b, k) "
+    "JOIN members m ON m.batch_id = u.b AND m.key = u.k"
+)
+LOAD_SEQUENCERS = (
+    "SELECT s.bucket, s.key, s.sequencer FROM unnest(%s::text[], %s::text[]) AS u(b, k) "
+    "JOIN sequencers s ON s.bucket = u.b AND s.key = u.k"
+)
+LOAD_SEEN = (
+    "SELECT identity FROM seen WHERE identity = ANY(%s::text[]) "
+    "AND (expires_at IS NULL OR expires_at > %s)"
+)
+DELETE_BATCHES = (
+    "DELETE FROM batches b USING unnest(%s::text[], %s::text[], %s::text[]) AS u(bk, px, id) "
+    "WHERE b.bucket = u.bk AND b.prefix = u.px AND b.batch_id = u.id"
+)
+UPSERT_BATCHES = (
+    f"INSERT INTO batches ({BATCH_COLUMNS}) SELECT * FROM unnest("
+    "%s::text[], %s::text[], %s::text[], %s::int[], %s::bool[], "
+    "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+    "ON CONFLICT (bucket, prefix) DO UPDATE SET batch_id = excluded.batch_id, "
+    "count = excluded.count, changed = excluded.changed, "
+    "first_activity = excluded.first_activity, last_activity = excluded.last_activity, "
+    "first_event_time = excluded.first_event_time, last_event_time = excluded.last_event_time, "
+    "due_at = excluded.due_at"
+)
+ADD_MEMBERS = (
+    "INSERT INTO members (batch_id, key) SELECT * FROM unnest(%s::text[], %s::text[]) "
+    "ON CONFLICT DO NOTHING"
+)
+REMOVE_MEMBERS = (
+    "DELETE FROM members m USING unnest(%s::text[], %s::text[]) AS u(b, k) "
+    "WHERE m.batch_id = u.b AND m.key = u.k"
+)
+UPSERT_SEEN = (
+    "INSERT INTO seen (identity, batch_id, expires_at) "
+    "SELECT i, b, NULL FROM unnest(%s::text[], %s::text[]) AS u(i, b) "
+    "ON CONFLICT (identity) DO UPDATE SET batch_id = excluded.batch_id, expires_at = NULL"
+)
+UPSERT_SEQUENCERS = (
+    "INSERT INTO sequencers (bucket, key, sequencer, updated_at) "
+    "SELECT b, k, s, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(b, k, s) "
+    "ON CONFLICT (bucket, key) DO UPDATE SET sequencer = excluded.sequencer, "
+    "updated_at = excluded.updated_at"
+)
+CLOSED_MEMBERS = "DELETE FROM members WHERE batch_id = ANY(%s::text[])"
+EXPIRE_SEEN = (
+    "UPDATE seen s SET expires_at = u.e FROM unnest(%s::text[], %s::bigint[]) AS u(b, e) "
+    "WHERE s.batch_id = u.b"
+)
+ADD_OUTBOX = (
+    f"INSERT INTO outbox ({OUTBOX_COLUMNS}) SELECT * FROM unnest("
+    "%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], "
+    "%s::bigint[], %s::bigint[], %s::bigint[]) ON CONFLICT (batch_id) DO NOTHING"
+)
+ADD_COUNTERS = (
+    "INSERT INTO counters (name, shard, value) "
+    "SELECT n, %s, v FROM unnest(%s::text[], %s::bigint[]) AS u(n, v) "
+    'ORDER BY n COLLATE "C" '
+    "ON CONFLICT (name, shard) DO UPDATE SET value = counters.value + excluded.value"
+)
+ADVANCE_CLOCK = (
+    "INSERT INTO clocks (shard, value) VALUES (%s, %s) "
+    "ON CONFLICT (shard) DO UPDATE SET value = GREATEST(clocks.value, excluded.value)"
+)
+# The places of due batches nobody holds, oldest due first.
+CLAIM_DUE = (
+    "SELECT p.bucket, p.prefix FROM batches b "
+    "JOIN places p ON p.bucket = b.bucket AND p.prefix = b.prefix "
+    "WHERE b.due_at <= %s ORDER BY b.due_at LIMIT %s FOR UPDATE OF p SKIP LOCKED"
+)
+CLAIM_OUTBOX = (
+    f"UPDATE outbox SET claimed_until = %s WHERE batch_id IN ("
+    "SELECT batch_id FROM outbox WHERE published_at IS NULL "
+    "AND (claimed_until IS NULL OR claimed_until <= %s) "
+    'ORDER BY emitted_at, bucket COLLATE "C", prefix COLLATE "C" LIMIT %s '
+    f"FOR UPDATE SKIP LOCKED) RETURNING {OUTBOX_COLUMNS}"
+)
+PURGE_SEEN = (
+    "DELETE FROM seen WHERE ctid = ANY(ARRAY(SELECT ctid FROM seen "
+    "WHERE expires_at IS NOT NULL AND expires_at <= %s FOR UPDATE SKIP LOCKED))"
+)
+PURGE_SEQUENCERS = (
+    "DELETE FROM sequencers WHERE ctid = ANY(ARRAY(SELECT ctid FROM sequencers "
+    "WHERE updated_at <= %s FOR UPDATE SKIP LOCKED))"
+)
+
+
+def batch_columns(batches: Sequence[OpenBatch]) -> list[list[Any]]:
+    """The batches as ten parallel arrays, in BATCH_COLUMNS order."""
+    return [
+        [b.bucket for b in batches],
+        [b.prefix for b in batches],
+        [b.batch_id for b in batches],
+        [b.count for b in batches],
+        [b.changed for b in batches],
+        [to_micros(b.first_activity) for b in batches],
+        [to_micros(b.last_activity) for b in batches],
+        [to_micros(b.first_event_time) for b in batches],
+        [to_micros(b.last_event_time) for b in batches],
+        [opt_micros(b.due_at) for b in batches],
+    ]
+
+
+def batch_from_row(row: Sequence[Any]) -> OpenBatch:
+    return OpenBatch(
+        bucket=row[0],
+        prefix=row[1],
+        batch_id=row[2],
+        count=row[3],
+        changed=bool(row[4]),
+        first_activity=from_micros(row[5]),
+        last_activity=from_micros(row[6]),
+        first_event_time=from_micros(row[7]),
+        last_event_time=from_micros(row[8]),
+        due_at=opt_from_micros(row[9]),
+    )
+
+
+def emission_from_row(row: Sequence[Any]) -> Emission:
+    return Emission(
+        batch_id=row[0],
+        bucket=row[1],
+        prefix=row[2],
+        count=row[3],
+        trigger=row[4],
+        emitted_at=from_micros(row[5]),
+        first_event_time=from_micros(row[6]),
+        last_event_time=from_micros(row[7]),
+    )
+
+
+def unzip(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    firsts: list[str] = []
+    seconds: list[str] = []
+    for a, b in pairs:
+        firsts.append(a)
+        seconds.append(b)
+    return firsts, seconds
+
+
+def secret_params(secret_arn: str, client_factory: Callable[..., Any] | None = None) -> dict[str, str]:
+    """Connection parameters from an RDS-style Secrets Manager secret (username, password, host...).
+
+    The client is created here, at call time, in the secret's own region. Neither the secret's
+    text nor its password ever goes into an error message.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parts = secret_arn.split(":")
+    region = parts[3] if len(parts) > 6 and parts[0] == "arn" and parts[3] else None
+    if client_factory is None:
+        import boto3
+
+        def client_factory() -> Any:
+            return boto3.client("secretsmanager", region_name=region)
+
+    try:
+        text = client_factory().get_secret_value(SecretId=secret_arn)["SecretString"]
+    except (BotoCoreError, ClientError, KeyError) as err:
+        raise StoreError(
+            f"cannot read the database secret {secret_arn}: {err}; check EDP_DATABASE_SECRET_ARN "
+            "and that the role may call secretsmanager:GetSecretValue on it"
+        ) from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        # `from None`: the decode error would quote the secret's text.
+        raise StoreError(
+            f"the database secret {secret_arn} is not a JSON object with username, password, "
+            "host, port and dbname (the RDS secret format)"
+        ) from None
+    params: dict[str, str] = {}
+    for source, target in (
+        ("username", "user"),
+        ("password", "password"),
+        ("host", "host"),
+        ("port", "port"),
+        ("dbname", "dbname"),
+    ):
+        if data.get(source) not in (None, ""):
+            params[target] = str(data[source])
+    return params
+
+
+class PostgresStore(BatchStore):
+    """Batch state in PostgreSQL; any number of writer and emitter processes may share it."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret_arn: str | None = None,
+        secrets_client_factory: Callable[..., Any] | None = None,
+        reconnect_wait: float = RECONNECT_WAIT,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = redact_url(url)  # the only form of the URL that is ever shown
+        self._conninfo = url
+        self._secret_arn = secret_arn
+        self._secrets_client_factory = secrets_client_factory
+        self._reconnect_wait = reconnect_wait
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._password: str | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.RLock()
+        # One shard per store object: concurrent writers rarely share a counter or clock row.
+        self._shard = random.randrange(SHARDS)
+        self.reconnects = 0  # how often the connection was re-established (tests, metrics)
+        self.rollback_retries = 0  # deadlocks or serialization failures retried (should stay 0)
+        self._connect(wait=0.0)
+        self._run(self._migrate, what="migrate the schema")
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r})"
+
+    # --- connection handling ------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        """``text`` with the password (from the URL or the secret) masked, whatever produced it."""
+        text = text.replace(self._conninfo, self.url)
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+    def _error(self, doing: str, err: BaseException) -> StoreError:
+        return StoreError(self._scrub(f"PostgreSQL store {self.url}: cannot {doing}: {err}".strip()))
+
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self._secret_arn:
+            params.update(secret_params(self._secret_arn, self._secrets_client_factory))
+            self._password = params.get("password")
+        else:
+            self._password = psycopg.conninfo.conninfo_to_dict(self._conninfo).get("password")
+        given = psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        if "connect_timeout" not in given:
+            params["connect_timeout"] = CONNECT_TIMEOUT
+        if "application_name" not in given:
+            params["application_name"] = "edp"
+        return params
+
+    def _connect(self, wait: float) -> psycopg.Connection[Any]:
+        """Open the connection, retrying for up to ``wait`` seconds (a server restarting)."""
+        try:
+            params = self._params()
+        except psycopg.Error as err:
+            raise StoreError(
+                f"PostgreSQL store {self.url}: not a valid connection URL ({type(err).__name__})"
+            ) from None
+        deadline = self._monotonic() + wait
+        delay = 0.1
+        while True:
+            try:
+                self._conn = psycopg.connect(self._conninfo, autocommit=True, **params)
+                return self._conn
+            except psycopg.Error as err:
+                if self._monotonic() + delay > deadline:
+                    raise self._error("connect", err) from err
+                log.warning("PostgreSQL not reachable, retrying: %s", self._scrub(str(err)))
+                self._sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is None or self._lost(conn):
+            self._discard()
+            self.reconnects += 1
+            conn = self._connect(wait=self._reconnect_wait)
+        return conn
+
+    @staticmethod
+    def _lost(conn: psycopg.Connection[Any]) -> bool:
+        return conn.closed or conn.broken or conn.pgconn.status != ConnStatus.OK
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+    def _committed(self, xid: str) -> bool:
+        """Whether the transaction ``xid`` committed (asked after the connection died in COMMIT)."""
+        conn = self._connection()
+        row = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+        return row is not None and row[0] == "committed"
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, what: str) -> T:
+        """Run ``work`` in one transaction; reconnect and run it again once if the server went away."""
+        with self._lock:
+            reconnected = False
+            rollbacks = 0
+            while True:
+                try:
+                    conn = self._connection()
+                except StoreError:
+                    raise
+                xid: str | None = None
+                done = False
+                result: T
+                try:
+                    with conn.transaction():
+                        row = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
+                        xid = row[0] if row else None
+                        result = work(conn)
+                        done = True
+                    return result
+                except pg_errors.TransactionRollback as err:
+                    # Deadlock or serialization failure: the design should make these impossible,
+                    # so they are counted (tests assert zero) as well as retried.
+                    self.rollback_retries += 1
+                    rollbacks += 1
+                    log.warning("transaction rolled back, retrying: %s", self._scrub(str(err)))
+                    if rollbacks > ROLLBACK_RETRIES:
+                        raise self._error(what, err) from err
+                except psycopg.OperationalError as err:
+                    if not self._lost(conn):
+                        raise self._error(what, err) from err
+                    self._discard()
+                    log.warning(
+                        "PostgreSQL connection lost (%s); reconnecting", type(err).__name__
+                    )
+                    if reconnected:
+                        raise self._error(what, err) from err
+                    reconnected = True
+                    if done and xid is not None:
+                        try:
+                            if self._committed(xid):
+                                return result
+                        except (psycopg.Error, StoreError) as check_err:
+                            raise self._error(what, check_err) from err
+                except psycopg.Error as err:
+                    raise self._error(what, err) from err
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        # Two processes starting at once: the second waits here, then finds the schema current.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store was written by a newer edp (schema {current} > {SCHEMA_VERSION}); "
+                "upgrade edp"
+            )
+        for statement in MIGRATIONS[current:]:
+            conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute(
+            "INSERT INTO meta (name, value) VALUES ('schema_version', %s) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+
+    def schema_version(self) -> int:
+        def read(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            return int(row[0]) if row else 0
+
+        return self._run(read, what="read the schema version")
+
+    # --- ingest ------------------------------------------------------------------------
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+        def work(conn: psycopg.Connection[Any]) -> Changes:
+            snapshot = self._load(conn, events)
+            changes = apply_to_snapshot(snapshot, events, rules)
+            self._save(conn, changes, rules)
+            return changes
+
+        return self._run(work, what="store events")
+
+    def _load(self, conn: psycopg.Connection[Any], events: Sequence[RoutedEvent]) -> Snapshot:
+        snapshot = Snapshot()
+        places = sorted({(r.event.bucket, r.prefix) for r in events})
+        buckets, prefixes = unzip(places)
+        conn.execute(ADD_PLACES, (buckets, prefixes))
+        locked = conn.execute(LOCK_PLACES, (buckets, prefixes)).fetchall()
+        if len(locked) != len(places):
+            raise StoreError(f"locked {len(locked)} of {len(places)} prefixes; retry")
+        # Read only after the locks are held: a statement sees what committed before it started.
+        row = conn.execute("SELECT max(value) FROM clocks").fetchone()
+        now = events[0].arrived
+        if row is not None and row[0] is not None:
+            snapshot.clock = from_micros(int(row[0]))
+            now = max(now, snapshot.clock)
+        for found in conn.execute(LOAD_BATCHES, (buckets, prefixes)):
+            batch = batch_from_row(found)
+            snapshot.batches[(batch.bucket, batch.prefix)] = batch
+        probes = unzip(
+            sorted(
+                {
+                    (snapshot.batches[(r.event.bucket, r.prefix)].batch_id, r.event.key)
+                    for r in events
+                    if (r.event.bucket, r.prefix) in snapshot.batches
+                }
+            )
+        )
+        if probes[0]:
+            snapshot.members.update(conn.execute(LOAD_MEMBERS, probes).fetchall())
+        keys = unzip(sorted({(r.event.bucket, r.event.key) for r in events if r.event.sequencer}))
+        if keys[0]:
+            for bucket, key, sequencer in conn.execute(LOAD_SEQUENCERS, keys):
+                snapshot.sequencers[(bucket, key)] = sequencer
+        identities = sorted({i for r in events if (i := r.event.identity()) is not None})
+        if identities:
+            found_ids = conn.execute(LOAD_SEEN, (identities, to_micros(now))).fetchall()
+            snapshot.seen.update(i for (i,) in found_ids)
+        return snapshot
+
+    def _save(self, conn: psycopg.Connection[Any], changes: Changes, rules: Rules) -> None:
+        closed_ids = {e.batch_id for e in changes.closed}
+        now = to_micros(changes.clock) if changes.clock else 0
+        if changes.closed:
+            conn.execute(
+                DELETE_BATCHES,
+                (
+                    [e.bucket for e in changes.closed],
+                    [e.prefix for e in changes.closed],
+                    [e.batch_id for e in changes.closed],
+                ),
+            )
+        if changes.batches:
+            conn.execute(UPSERT_BATCHES, batch_columns(list(changes.batches.values())))
+        added = sorted(m for m in changes.members_added if m[0] not in closed_ids)
+        if added:
+            conn.execute(ADD_MEMBERS, unzip(added))
+        removed = sorted(m for m in changes.members_removed if m[0] not in closed_ids)
+        if removed:
+            conn.execute(REMOVE_MEMBERS, unzip(removed))
+        if changes.seen:
+            conn.execute(UPSERT_SEEN, unzip(sorted(changes.seen.items())))
+        if changes.sequencers:
+            items = sorted(changes.sequencers.items())
+            conn.execute(
+                UPSERT_SEQUENCERS,
+                (now, [b for (b, _), _ in items], [k for (_, k), _ in items], [s for _, s in items]),
+            )
+        self._record_closed(conn, changes.closed, rules)
+        # Hot rows last, so they are held only for the commit.
+        self._add_counters(conn, counters_for(changes))
+        if changes.clock is not None:
+            conn.execute(ADVANCE_CLOCK, (self._shard, now))
+
+    def _record_closed(
+        self, conn: psycopg.Connection[Any], closed: Sequence[Emission], rules: Rules
+    ) -> None:
+        if not closed:
+            return
+        window = rules.dedupe_window // timedelta(microseconds=1)
+        ids = [e.batch_id for e in closed]
+        conn.execute(CLOSED_MEMBERS, (ids,))
+        conn.execute(EXPIRE_SEEN, (ids, [to_micros(e.emitted_at) + window for e in closed]))
+        conn.execute(
+            ADD_OUTBOX,
+            (
+                ids,
+                [e.bucket for e in closed],
+                [e.prefix for e in closed],
+                [e.count for e in closed],
+                [e.trigger for e in closed],
+                [to_micros(e.emitted_at) for e in closed],
+                [to_micros(e.first_event_time) for e in closed],
+                [to_micros(e.last_event_time) for e in closed],
+            ),
+        )
+
+    def _add_counters(self, conn: psycopg.Connection[Any], counts: Counter[str]) -> None:
+        items = sorted((name, value) for name, value in counts.items() if value)
+        if items:
+            conn.execute(
+                ADD_COUNTERS, (self._shard, [n for n, _ in items], [v for _, v in items])
+            )
+
+    # --- emitting ----------------------------------------------------------------------
+    def close_due(self, now: datetime, rules: Rules, limit: int | None = None) -> list[Emission]:
+        moment = to_micros(now)
+
+        def work(conn: psycopg.Connection[Any]) -> list[Emission]:
+            places = conn.execute(CLAIM_DUE, (moment, limit)).fetchall()
+            if not places:
+                return []
+            # Re-read under the locks: the first statement's view may predate a writer's commit.
+            due = [
+                batch_from_row(r) for r in conn.execute(LOAD_BATCHES, unzip(places)).fetchall()
+            ]
+            emissions = close_due(due, now, rules)
+            if emissions:
+                conn.execute(
+                    DELETE_BATCHES,
+                    (
+                        [e.bucket for e in emissions],
+                        [e.prefix for e in emissions],
+                        [e.batch_id for e in emissions],
+                    ),
+                )
+                self._record_closed(conn, emissions, rules)
+                self._add_counters(
+                    conn, Counter(EMITTED_PREFIX + e.trigger for e in emissions)
+                )
+            return emissions
+
+        return self._run(work, what="close due batches")
+
+    def next_due(self) -> datetime | None:
+        def read(conn: psycopg.Connection[Any]) -> datetime | None:
+            row = conn.execute("SELECT min(due_at) FROM batches").fetchone()
+            return opt_from_micros(row[0]) if row else None
+
+        return self._run(read, what="read the next due time")
+
+    def claim_pending(self, now: datetime, lease: timedelta, limit: int = 100) -> list[Emission]:
+        def work(conn: psycopg.Connection[Any]) -> list[Emission]:
+            rows = conn.execute(
+                CLAIM_OUTBOX, (to_micros(now + lease), to_micros(now), limit)
+            ).fetchall()
+            claimed = [emission_from_row(r) for r in rows]
+            return sorted(claimed, key=lambda e: (e.emitted_at, e.bucket, e.prefix))
+
+        return self._run(work, what="claim pending batches")
+
+    def mark_published(self, batch_ids: Iterable[str], now: datetime) -> None:
+        ids = sorted(batch_ids)
+        if not ids:
+            return
+        self._run(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET published_at = %s, claimed_until = NULL "
+                "WHERE batch_id = ANY(%s::text[])",
+                (to_micros(now), ids),
+            ),
+            what="mark batches published",
+        )
+
+    def release(self, batch_ids: Iterable[str]) -> None:
+        ids = sorted(batch_ids)
+        if not ids:
+            return
+        self._run(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET claimed_until = NULL "
+                "WHERE batch_id = ANY(%s::text[]) AND published_at IS NULL",
+                (ids,),
+            ),
+            what="release claimed batches",
+        )
+
+    # --- reading -----------------------------------------------------------------------
+    def open_batches(self) -> list[OpenBatch]:
+        def read(conn: psycopg.Connection[Any]) -> list[OpenBatch]:
+            rows = conn.execute(
+                f"SELECT {BATCH_COLUMNS} FROM batches "
+                'ORDER BY bucket COLLATE "C", prefix COLLATE "C"'
+            ).fetchall()
+            return [batch_from_row(r) for r in rows]
+
+        return self._run(read, what="list open batches")
+
+    def published(self) -> list[Emission]:
+        def read(conn: psycopg.Connection[Any]) -> list[Emission]:
+            rows = conn.execute(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE published_at IS NOT NULL "
+                'ORDER BY emitted_at, bucket COLLATE "C", prefix COLLATE "C"'
+            ).fetchall()
+            return [emission_from_row(r) for r in rows]
+
+        return self._run(read, what="list published batches")
+
+    def pending_count(self) -> int:
+        def read(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
+            return int(row[0]) if row else 0
+
+        return self._run(read, what="count pending batches")
+
+    def add_counters(self, counts: Counter[str]) -> None:
+        if any(counts.values()):
+            self._run(lambda conn: self._add_counters(conn, counts), what="add to the counters")
+
+    def counters(self) -> dict[str, int]:
+        def read(conn: psycopg.Connection[Any]) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT name, sum(value)::bigint FROM counters GROUP BY name "
+                'ORDER BY name COLLATE "C"'
+            ).fetchall()
+            return {name: int(value) for name, value in rows}
+
+        return self._run(read, what="read the counters")
+
+    def purge(self, now: datetime, window: timedelta) -> int:
+        # SKIP LOCKED: purging never waits for (or deadlocks with) a writer using those rows.
+        def work(conn: psycopg.Connection[Any]) -> int:
+            removed = conn.execute(PURGE_SEEN, (to_micros(now),)).rowcount
+            removed += conn.execute(PURGE_SEQUENCERS, (to_micros(now - window),)).rowcount
+            return int(removed)
+
+        return self._run(work, what="purge old dedupe state")
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()
