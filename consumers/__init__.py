@@ -1,0 +1,1 @@
+"""Downstream consumers of package-objects-ready events: build, validate and push Quilt packages."""
