@@ -7,6 +7,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pgfixture import pg_database, pg_server, pg_url  # noqa: E402
+from pgfixture import pg_database, pg_server, pg_url
 
 __all__ = ["pg_database", "pg_server", "pg_url"]

@@ -62,9 +62,7 @@ def event(
     return RoutedEvent(obj, prefix, moment)
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.param)
 
@@ -207,8 +205,11 @@ def test_a_marker_file_closes_the_batch_at_once(store: BatchStore) -> None:
 
 
 def test_max_age_closes_a_batch_that_never_goes_quiet(store: BatchStore) -> None:
-    rules = Rules(threshold_count=100, threshold_duration=timedelta(seconds=60),
-                  max_age=timedelta(seconds=100))
+    rules = Rules(
+        threshold_count=100,
+        threshold_duration=timedelta(seconds=60),
+        max_age=timedelta(seconds=100),
+    )
     store.ingest([event(f"a/b/{n}.csv", n * 30) for n in range(4)], rules)  # 0..90 s
     [emission] = store.close_due(at(100), rules)
     assert (emission.count, emission.trigger, emission.emitted_at) == (4, "max-age", at(100))
