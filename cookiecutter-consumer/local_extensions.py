@@ -10,9 +10,12 @@ from jinja2.ext import Extension
 _ESCAPED_RANGES = ((0x00, 0x1F), (0x7F, 0x9F), (0x2028, 0x2029), (0xFFFE, 0xFFFF))
 
 
-def quoted(value: object) -> str:
-    """``value`` as a double-quoted string valid in both TOML and YAML (and JSON)."""
-    parts = ['"']
+def double_quoted_escape(value: object) -> str:
+    """``value`` escaped to sit between double quotes in TOML, YAML or JSON: ``"{{ x | ... }}"``.
+
+    The quotes stay in the template, so the unrendered files are valid TOML and YAML too.
+    """
+    parts = []
     for char in str(value):
         code = ord(char)
         if char in '"\\':
@@ -23,13 +26,12 @@ def quoted(value: object) -> str:
             parts.append(f"\\u{code:04x}")
         else:
             parts.append(char)
-    parts.append('"')
     return "".join(parts)
 
 
 class QuotingExtension(Extension):
-    """Adds the ``quoted`` filter: ``{{ cookiecutter.description | quoted }}``."""
+    """Adds the ``double_quoted_escape`` filter (see :func:`double_quoted_escape`)."""
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
-        environment.filters["quoted"] = quoted
+        environment.filters["double_quoted_escape"] = double_quoted_escape

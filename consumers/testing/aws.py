@@ -7,6 +7,7 @@ stays cheap to import. Clients are made at call time, after moto is running.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -41,7 +42,7 @@ AWS_ENV_TO_CLEAR: tuple[str, ...] = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 )
 
-# Quilt keeps its registry configuration under this key prefix of a bucket.
+# Quilt keeps a registry's workflow configuration under this key prefix of its bucket.
 WORKFLOWS_KEY_PREFIX = ".quilt/workflows/"
 
 
@@ -60,6 +61,8 @@ class MotoServer:
     def start(self) -> str:
         from moto.server import ThreadedMotoServer
 
+        # werkzeug logs every request at INFO: thousands of lines in a failing test's report.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

@@ -7,6 +7,7 @@ nothing for test runs that do not use them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -90,16 +91,28 @@ def quarantine_bucket_name() -> str:
 
 
 @pytest.fixture
-def workflow_name() -> str:
-    """The Quilt workflow the registry bucket requires; override to test another one."""
-    from consumers.testing.workflows import DEFAULT_WORKFLOW
+def workflows_dir() -> Path | None:
+    """Folder of the workflow config installed in ``registry_bucket`` (``config.yml`` + schemas).
 
-    return DEFAULT_WORKFLOW
+    Default: the toolkit's ``workflows/`` (``None``, a permissive fallback, when
+    it is not installed). Override it to test against your registry's workflows.
+    """
+    from consumers.testing.workflows import toolkit_workflows_dir
+
+    return toolkit_workflows_dir()
 
 
 @pytest.fixture
-def registry_bucket(moto_server: str, registry_bucket_name: str) -> str:
-    """A bucket on the moto server with the toolkit's Quilt ``workflows/`` installed.
+def workflow_name(workflows_dir: Path | None) -> str:
+    """The workflow packages are validated with: the installed config's ``default_workflow``."""
+    from consumers.testing.workflows import default_workflow
+
+    return default_workflow(workflows_dir)
+
+
+@pytest.fixture
+def registry_bucket(moto_server: str, registry_bucket_name: str, workflows_dir: Path | None) -> str:
+    """A bucket on the moto server with Quilt workflows (``workflows_dir``) installed.
 
     Returns the bucket name.
     """
@@ -107,7 +120,7 @@ def registry_bucket(moto_server: str, registry_bucket_name: str) -> str:
     from consumers.testing.workflows import install_workflows
 
     create_bucket(registry_bucket_name)
-    install_workflows(registry_bucket_name)
+    install_workflows(registry_bucket_name, workflows_dir)
     return registry_bucket_name
 
 

@@ -17,6 +17,7 @@ from consumers.testing.fixtures import (
     registry_bucket_name,
     sns_reader,
     workflow_name,
+    workflows_dir,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "registry_bucket_name",
     "sns_reader",
     "workflow_name",
+    "workflows_dir",
 ]

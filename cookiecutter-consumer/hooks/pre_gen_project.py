@@ -45,7 +45,11 @@ def problems(answers: dict[str, object]) -> list[str]:
             f"package_name {package!r} must be lowercase letters, digits and '_', "
             f"start with a letter, at most {MAX_PACKAGE} characters"
         )
-    elif keyword.iskeyword(package) or package in TAKEN_PACKAGES or package in sys.stdlib_module_names:
+    elif (
+        keyword.iskeyword(package)
+        or package in TAKEN_PACKAGES
+        or package in sys.stdlib_module_names
+    ):
         found.append(f"package_name {package!r} is taken (a keyword or a module it would shadow)")
     bucket = str(answers.get("quarantine_bucket", ""))
     if not BUCKET.match(bucket) or ".." in bucket:

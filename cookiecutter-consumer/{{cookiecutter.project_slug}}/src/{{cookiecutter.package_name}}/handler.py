@@ -25,7 +25,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = ConsumerSettings.from_env()
     packages = []
     for ready in parse_ready_events(event):
-        outcome = package_prefix(ready, settings, metadata=package_metadata)
-        logger.info("batch handled", extra=asdict(outcome))
-        packages.append(asdict(outcome))
+        outcome = asdict(package_prefix(ready, settings, metadata=package_metadata))
+        logger.info("batch handled", extra={"outcome": outcome})
+        packages.append(outcome)
     return {"packages": packages}
