@@ -21,6 +21,7 @@ Concurrency, in short (docs/postgres.md has the long version):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -50,7 +51,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MIGRATION_LOCK = 0x6564_7073_6368_656D  # pg_advisory_xact_lock key held while migrating ("edpschem")
+MIGRATION_LOCK = (
+    0x6564_7073_6368_656D  # pg_advisory_xact_lock key held while migrating ("edpschem")
+)
 SHARDS = 16  # counter and clock rows per name: writers rarely share one, readers sum 16 rows
 RECONNECT_WAIT = 30.0  # seconds to keep trying to reach a restarting server before giving up
 CONNECT_TIMEOUT = 10  # seconds, libpq connect_timeout unless the URL sets one
@@ -265,7 +268,9 @@ def unzip(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     return firsts, seconds
 
 
-def secret_params(secret_arn: str, client_factory: Callable[..., Any] | None = None) -> dict[str, str]:
+def secret_params(
+    secret_arn: str, client_factory: Callable[..., Any] | None = None
+) -> dict[str, str]:
     """Connection parameters from an RDS-style Secrets Manager secret (username, password, host...).
 
     The client is created here, at call time, in the secret's own region. Neither the secret's
@@ -331,7 +336,7 @@ class PostgresStore(BatchStore):
         self._reconnect_wait = reconnect_wait
         self._sleep = sleep
         self._monotonic = monotonic
-        self._password: str | None = None
+        self._passwords: set[str] = set()  # every password seen, masked in every message
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.RLock()
         # One shard per store object: concurrent writers rarely share a counter or clock row.
@@ -348,21 +353,24 @@ class PostgresStore(BatchStore):
     def _scrub(self, text: str) -> str:
         """``text`` with the password (from the URL or the secret) masked, whatever produced it."""
         text = text.replace(self._conninfo, self.url)
-        if self._password:
-            text = text.replace(self._password, "***")
+        for password in self._passwords:
+            text = text.replace(password, "***")
         return text
 
     def _error(self, doing: str, err: BaseException) -> StoreError:
-        return StoreError(self._scrub(f"PostgreSQL store {self.url}: cannot {doing}: {err}".strip()))
+        return StoreError(
+            self._scrub(f"PostgreSQL store {self.url}: cannot {doing}: {err}".strip())
+        )
 
     def _params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
+        given = psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        if given.get("password"):
+            self._passwords.add(str(given["password"]))
         if self._secret_arn:
             params.update(secret_params(self._secret_arn, self._secrets_client_factory))
-            self._password = params.get("password")
-        else:
-            self._password = psycopg.conninfo.conninfo_to_dict(self._conninfo).get("password")
-        given = psycopg.conninfo.conninfo_to_dict(self._conninfo)
+            if params.get("password"):
+                self._passwords.add(params["password"])
         if "connect_timeout" not in given:
             params["connect_timeout"] = CONNECT_TIMEOUT
         if "application_name" not in given:
@@ -404,10 +412,8 @@ class PostgresStore(BatchStore):
 
     def _discard(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 self._conn.close()
-            except psycopg.Error:
-                pass
             self._conn = None
 
     def _committed(self, xid: str) -> bool:
@@ -448,9 +454,7 @@ class PostgresStore(BatchStore):
                     if not self._lost(conn):
                         raise self._error(what, err) from err
                     self._discard()
-                    log.warning(
-                        "PostgreSQL connection lost (%s); reconnecting", type(err).__name__
-                    )
+                    log.warning("PostgreSQL connection lost (%s); reconnecting", type(err).__name__)
                     if reconnected:
                         raise self._error(what, err) from err
                     reconnected = True
@@ -563,7 +567,12 @@ class PostgresStore(BatchStore):
             items = sorted(changes.sequencers.items())
             conn.execute(
                 UPSERT_SEQUENCERS,
-                (now, [b for (b, _), _ in items], [k for (_, k), _ in items], [s for _, s in items]),
+                (
+                    now,
+                    [b for (b, _), _ in items],
+                    [k for (_, k), _ in items],
+                    [s for _, s in items],
+                ),
             )
         self._record_closed(conn, changes.closed, rules)
         # Hot rows last, so they are held only for the commit.
@@ -597,9 +606,7 @@ class PostgresStore(BatchStore):
     def _add_counters(self, conn: psycopg.Connection[Any], counts: Counter[str]) -> None:
         items = sorted((name, value) for name, value in counts.items() if value)
         if items:
-            conn.execute(
-                ADD_COUNTERS, (self._shard, [n for n, _ in items], [v for _, v in items])
-            )
+            conn.execute(ADD_COUNTERS, (self._shard, [n for n, _ in items], [v for _, v in items]))
 
     # --- emitting ----------------------------------------------------------------------
     def close_due(self, now: datetime, rules: Rules, limit: int | None = None) -> list[Emission]:
@@ -610,9 +617,7 @@ class PostgresStore(BatchStore):
             if not places:
                 return []
             # Re-read under the locks: the first statement's view may predate a writer's commit.
-            due = [
-                batch_from_row(r) for r in conn.execute(LOAD_BATCHES, unzip(places)).fetchall()
-            ]
+            due = [batch_from_row(r) for r in conn.execute(LOAD_BATCHES, unzip(places)).fetchall()]
             emissions = close_due(due, now, rules)
             if emissions:
                 conn.execute(
@@ -624,9 +629,7 @@ class PostgresStore(BatchStore):
                     ),
                 )
                 self._record_closed(conn, emissions, rules)
-                self._add_counters(
-                    conn, Counter(EMITTED_PREFIX + e.trigger for e in emissions)
-                )
+                self._add_counters(conn, Counter(EMITTED_PREFIX + e.trigger for e in emissions))
             return emissions
 
         return self._run(work, what="close due batches")
