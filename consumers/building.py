@@ -82,12 +82,13 @@ def build_package(
     objects = list_current_objects(s3, bucket, prefix)
     by_logical_key = {obj.key[len(prefix) :]: obj for obj in objects}
 
-    rules: tuple[str, ...] = ()
+    # The prefix's own .quiltignore, else the one about to be added: either way the package's
+    # .quiltignore describes the package (and the next run, which finds ours, agrees).
     if QUILTIGNORE in by_logical_key:
-        text = read_object(s3, bucket, by_logical_key[QUILTIGNORE]).decode(
-            "utf-8", errors="replace"
-        )
-        rules = parse_quiltignore(text)
+        raw = read_object(s3, bucket, by_logical_key[QUILTIGNORE])
+        rules = parse_quiltignore(raw.decode("utf-8", errors="replace"))
+    else:
+        rules = parse_quiltignore(settings.quiltignore_text)
 
     problem = None
     from_file = None

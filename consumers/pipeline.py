@@ -90,7 +90,9 @@ def package_prefix(
         try:
             workflow_data = _validate(built, settings, registry, name)
             if latest is not None:
-                predicted = _predicted_top_hash(built.package, settings.message, workflow_data)
+                predicted = _predicted_top_hash(
+                    built.package, settings.message, workflow_data, hash_missing=missing > 0
+                )
                 if predicted == latest.top_hash:
                     logger.info("package unchanged", extra={"package": name, "top_hash": predicted})
                     return PackageOutcome(
@@ -134,7 +136,9 @@ def _validate(built: BuiltPackage, settings: ConsumerSettings, registry: str, na
         raise WorkflowRejection(str(err)) from err
 
 
-def _predicted_top_hash(package: quilt3.Package, message: str, workflow_data: Any) -> str:
+def _predicted_top_hash(
+    package: quilt3.Package, message: str, workflow_data: Any, *, hash_missing: bool
+) -> str:
     """The top hash ``push`` would produce, computed before anything is copied or written.
 
     Hashes still missing after reuse (new or changed objects) are computed with quilt3's own
@@ -143,10 +147,11 @@ def _predicted_top_hash(package: quilt3.Package, message: str, workflow_data: An
     because quilt3 has no public "what would the top hash be" call; the redelivery tests catch
     any change in them.
     """
-    try:
-        package._calculate_missing_hashes()
-    except Exception as err:
-        raise PackagingError(f"could not hash the package's objects: {err}") from err
+    if hash_missing:
+        try:
+            package._calculate_missing_hashes()
+        except Exception as err:
+            raise PackagingError(f"could not hash the package's objects: {err}") from err
     package._set_commit_message(message)
     package._workflow = workflow_data
     top_hash: str = package.top_hash

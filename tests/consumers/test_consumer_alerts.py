@@ -31,9 +31,9 @@ def topic_and_queue() -> Iterator[tuple[Any, str, Any, str]]:
         sns, sqs = boto3.client("sns"), boto3.client("sqs")
         topic = sns.create_topic(Name="edp-alerts")["TopicArn"]
         queue_url = sqs.create_queue(QueueName="alerts-reader")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
         yield sns, topic, sqs, queue_url
 
@@ -61,7 +61,10 @@ def test_quarantine_alert_names_workflow_package_bucket_url_and_error() -> None:
 
 
 def test_catalog_url_quotes_odd_characters() -> None:
-    assert catalog_url("https://q.example.com/", "bkt", "a/b c") == "https://q.example.com/b/bkt/packages/a/b%20c"
+    assert (
+        catalog_url("https://q.example.com/", "bkt", "a/b c")
+        == "https://q.example.com/b/bkt/packages/a/b%20c"
+    )
 
 
 def test_subject_is_one_ascii_line_of_at_most_100_characters() -> None:
@@ -79,7 +82,9 @@ def test_oversize_message_is_truncated_on_a_character_boundary() -> None:
     assert truncate_message("short") == "short"
 
 
-def test_oversize_alert_is_published_not_rejected(topic_and_queue: tuple[Any, str, Any, str]) -> None:
+def test_oversize_alert_is_published_not_rejected(
+    topic_and_queue: tuple[Any, str, Any, str],
+) -> None:
     sns, topic, sqs, queue_url = topic_and_queue
     alert = make_alert("big\nerror", "error line\n" * 40_000)  # ~440 KB
     publish_alert(sns, topic, alert)
@@ -90,7 +95,9 @@ def test_oversize_alert_is_published_not_rejected(topic_and_queue: tuple[Any, st
     assert notification["Message"].startswith("error line\n")
 
 
-def test_publish_failure_is_an_alert_error_with_its_cause(topic_and_queue: tuple[Any, str, Any, str]) -> None:
+def test_publish_failure_is_an_alert_error_with_its_cause(
+    topic_and_queue: tuple[Any, str, Any, str],
+) -> None:
     sns, topic, _, _ = topic_and_queue
     missing = topic.replace("edp-alerts", "no-such-topic")
     with pytest.raises(AlertError, match="no-such-topic") as caught:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from consumer_helpers import load_event
 
 from consumers.errors import BadEventError
 from consumers.events import ReadyEvent, parse_ready_event, parse_ready_events
-from consumer_helpers import load_event
 
 EXPECTED = ReadyEvent(
     bucket="instrument-bucket",
@@ -28,7 +28,9 @@ def test_eventbridge_event_with_extras() -> None:
 
 def test_quilt_event_without_extras() -> None:
     event = parse_ready_event(load_event("eventbridge_ready_quilt"))
-    assert event == ReadyEvent(bucket="bucket-name", prefix="prefix-path-1/prefix-path-2/", version="0.1")
+    assert event == ReadyEvent(
+        bucket="bucket-name", prefix="prefix-path-1/prefix-path-2/", version="0.1"
+    )
     assert event.count is None and event.batch_id is None
 
 
@@ -52,7 +54,9 @@ def test_boto3_received_message_and_bare_detail() -> None:
 def test_lambda_sqs_batch_reports_the_bad_record_by_position() -> None:
     records = load_event("sqs_lambda_event")["Records"]
     assert parse_ready_events({"Records": records[:2]}) == [EXPECTED, EXPECTED]
-    with pytest.raises(BadEventError, match=r"Records\[2\]\.body\.detail: missing required field 'prefix'"):
+    with pytest.raises(
+        BadEventError, match=r"Records\[2\]\.body\.detail: missing required field 'prefix'"
+    ):
         parse_ready_events({"Records": records})
 
 
@@ -71,16 +75,31 @@ def test_prefix_without_trailing_slash_is_read_as_a_folder() -> None:
         ({"Records": [{"eventSource": "aws:s3"}]}, "neither an SQS record"),
         ({"version": "0.1", "bucket": "b-1"}, "missing required field 'prefix'"),
         ({"version": "0.1", "bucket": "", "prefix": "a/"}, "bucket: expected a non-empty string"),
-        ({"version": 1, "bucket": "b-1", "prefix": "a/"}, "version: expected a non-empty string, got 1"),
+        (
+            {"version": 1, "bucket": "b-1", "prefix": "a/"},
+            "version: expected a non-empty string, got 1",
+        ),
         ({"version": "0.1", "bucket": "b-1", "prefix": "/a/"}, "must not start with '/'"),
-        ({"version": "0.1", "bucket": "b-1", "prefix": "a/", "count": -1}, "count: expected a non-negative"),
-        ({"version": "0.1", "bucket": "b-1", "prefix": "a/", "count": True}, "count: expected a non-negative"),
-        ({"version": "0.1", "bucket": "b-1", "prefix": "a/", "trigger": 5}, "trigger: expected a string"),
+        (
+            {"version": "0.1", "bucket": "b-1", "prefix": "a/", "count": -1},
+            "count: expected a non-negative",
+        ),
+        (
+            {"version": "0.1", "bucket": "b-1", "prefix": "a/", "count": True},
+            "count: expected a non-negative",
+        ),
+        (
+            {"version": "0.1", "bucket": "b-1", "prefix": "a/", "trigger": 5},
+            "trigger: expected a string",
+        ),
         (
             {"version": "0.1", "bucket": "b-1", "prefix": "a/", "first_event_time": "yesterday"},
             "first_event_time: not an RFC 3339 time",
         ),
-        ({"detail-type": "package-objects-ready", "detail": "x"}, "detail: expected a JSON object, got str"),
+        (
+            {"detail-type": "package-objects-ready", "detail": "x"},
+            "detail: expected a JSON object, got str",
+        ),
     ],
 )
 def test_bad_payloads_say_what_is_wrong(payload: object, message: str) -> None:
@@ -89,7 +108,9 @@ def test_bad_payloads_say_what_is_wrong(payload: object, message: str) -> None:
 
 
 def test_wrong_detail_type_and_missing_field_fixtures() -> None:
-    with pytest.raises(BadEventError, match="detail-type: expected 'package-objects-ready', got 'Object Created'"):
+    with pytest.raises(
+        BadEventError, match="detail-type: expected 'package-objects-ready', got 'Object Created'"
+    ):
         parse_ready_event(load_event("bad_object_created"))
     with pytest.raises(BadEventError, match="missing required field 'prefix'"):
         parse_ready_event(load_event("bad_missing_prefix"))
@@ -114,5 +135,7 @@ def test_events_module_does_not_import_quilt3() -> None:
     import sys
 
     code = "import sys, consumers.events, consumers.naming; print('quilt3' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"

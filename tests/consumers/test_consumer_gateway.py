@@ -10,7 +10,12 @@ import pytest
 from botocore.stub import Stubber
 
 from consumers.errors import GatewayRefreshError
-from consumers.gateway import backoff_delay, refresh_file_share, refresh_file_shares, refresh_folders
+from consumers.gateway import (
+    backoff_delay,
+    refresh_file_share,
+    refresh_file_shares,
+    refresh_folders,
+)
 
 SHARE_A = "arn:aws:storagegateway:us-east-1:123456789012:share/share-1A2B3C4D"
 SHARE_B = "arn:aws:storagegateway:us-east-1:123456789012:share/share-5E6F7A8B"
@@ -45,7 +50,9 @@ def test_throttling_and_busy_gateway_are_retried(stubbed: tuple[Any, Stubber]) -
     client, stubber = stubbed
     stubber.add_client_error("refresh_cache", "ThrottlingException", "Rate exceeded")
     stubber.add_client_error(
-        "refresh_cache", "InvalidGatewayRequestException", "The specified file share is already refreshing"
+        "refresh_cache",
+        "InvalidGatewayRequestException",
+        "The specified file share is already refreshing",
     )
     expect_refresh(stubber, SHARE_A)
     sleeps: list[float] = []
@@ -78,6 +85,8 @@ def test_one_failing_share_does_not_stop_the_others(stubbed: tuple[Any, Stubber]
     stubber.add_client_error("refresh_cache", "ThrottlingException", "Rate exceeded")
     stubber.add_client_error("refresh_cache", "ThrottlingException", "Rate exceeded")
     expect_refresh(stubber, SHARE_B)
-    results = refresh_file_shares(client, [SHARE_A, SHARE_B], FOLDERS, max_attempts=2, sleep=lambda _: None)
+    results = refresh_file_shares(
+        client, [SHARE_A, SHARE_B], FOLDERS, max_attempts=2, sleep=lambda _: None
+    )
     assert [r.ok for r in results] == [False, True]
     assert "ThrottlingException" in (results[0].error or "")

@@ -44,7 +44,11 @@ def test_empty_prefix_has_no_name(prefix: str) -> None:
         package_name(prefix)
 
 
-@given(st.lists(st.text(min_size=1, max_size=12).filter(lambda s: "/" not in s), min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.text(min_size=1, max_size=12).filter(lambda s: "/" not in s), min_size=1, max_size=5
+    )
+)
 def test_any_prefix_gives_a_name_quilt3_accepts(segments: list[str]) -> None:
     name = package_name("/".join(segments) + "/")
     assert QUILT3_PACKAGE_NAME.match(name), name
@@ -52,7 +56,9 @@ def test_any_prefix_gives_a_name_quilt3_accepts(segments: list[str]) -> None:
     assert name.isascii()
 
 
-@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", min_size=1))
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", min_size=1)
+)
 def test_clean_segments_are_left_alone(segment: str) -> None:
     assert clean_segment(segment) == segment
 

@@ -38,7 +38,10 @@ def test_parse_drops_blank_lines_comments_and_carriage_returns() -> None:
         (["logs"], {"logs/2024/app.log"}),
         (["nested"], {"raw/nested/more.bin"}),
         (["README.md"], {"README.md"}),
-        (parse_quiltignore(DEFAULT_QUILTIGNORE), {"data/.DS_Store", ".DS_Store", "._resource", "Icon", "sub/Icon"}),
+        (
+            parse_quiltignore(DEFAULT_QUILTIGNORE),
+            {"data/.DS_Store", ".DS_Store", "._resource", "Icon", "sub/Icon"},
+        ),
         ([], set()),
     ],
 )
@@ -49,9 +52,18 @@ def test_rules(rules: list[str], ignored: set[str]) -> None:
 
 @pytest.mark.parametrize(
     "rules",
-    [["*.log"], ["raw/"], ["raw"], ["nested"], ["README.md"], list(parse_quiltignore(DEFAULT_QUILTIGNORE))],
+    [
+        ["*.log"],
+        ["raw/"],
+        ["raw"],
+        ["nested"],
+        ["README.md"],
+        list(parse_quiltignore(DEFAULT_QUILTIGNORE)),
+    ],
 )
-def test_same_result_as_quilt3_set_dir_on_a_local_folder(tmp_path: pathlib.Path, rules: list[str]) -> None:
+def test_same_result_as_quilt3_set_dir_on_a_local_folder(
+    tmp_path: pathlib.Path, rules: list[str]
+) -> None:
     import quilt3
 
     root = tmp_path / "pkg"
@@ -60,5 +72,7 @@ def test_same_result_as_quilt3_set_dir_on_a_local_folder(tmp_path: pathlib.Path,
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(key)
     (root / ".quiltignore").write_text("\n".join(rules) + "\n")
-    expected = {key for key, _ in quilt3.Package().set_dir(".", str(root)).walk()} - {".quiltignore"}
+    expected = {key for key, _ in quilt3.Package().set_dir(".", str(root)).walk()} - {
+        ".quiltignore"
+    }
     assert set(filter_ignored(KEYS, rules)) == expected

@@ -68,9 +68,15 @@ def test_env_var_lists() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"QUARANTINE_BUCKET_NAME": ""}, "missing required environment variable.*QUARANTINE_BUCKET_NAME"),
+        (
+            {"QUARANTINE_BUCKET_NAME": ""},
+            "missing required environment variable.*QUARANTINE_BUCKET_NAME",
+        ),
         ({"SNS_TOPIC_ARN": None, "QUILT_URL": None}, "SNS_TOPIC_ARN, QUILT_URL"),
-        ({"QUARANTINE_BUCKET_NAME": "Bad_Bucket"}, "quarantine_bucket: 'Bad_Bucket' is not a valid S3 bucket"),
+        (
+            {"QUARANTINE_BUCKET_NAME": "Bad_Bucket"},
+            "quarantine_bucket: 'Bad_Bucket' is not a valid S3 bucket",
+        ),
         ({"SNS_TOPIC_ARN": "edp-alerts"}, "sns_topic_arn: 'edp-alerts' is not an SNS topic ARN"),
         ({"QUILT_URL": "quilt.example.com"}, "quilt_url: .* must start with https://"),
         ({"REGISTRY": "quarantine-bucket"}, "use a separate bucket"),

@@ -1,0 +1,216 @@
+"""package_prefix against moto: pushed, unchanged and quarantined packages, read back from S3."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import World
+
+from consumers.events import ReadyEvent
+from consumers.pipeline import package_prefix
+from consumers.settings import DEFAULT_README
+
+PREFIX = "genome-lab/exp-0042/"
+NAME = "genome-lab/exp-0042"
+GOOD_META = {
+    "Author": "EDP",
+    "ComputerName": "Genome Lab - 1234",
+    "Date": "2022-12-08",
+    "ProjectID": "YYD",
+    "StudyID": "ABC-23-023394",
+}
+FILES = {
+    "reads/sample-1.fastq": "@r1\nACGT\n+\n!!!!\n",
+    "reads/sample-2.fastq": "@r2\nTTGA\n+\n!!!!\n",
+    "run.log": "started\nfinished\n",
+    ".DS_Store": "finder junk",
+    "scratch/tmp.bin": "scratch",
+}
+
+
+def browse(name: str, bucket: str) -> Any:
+    import quilt3
+
+    return quilt3.Package.browse(name, registry=f"s3://{bucket}")
+
+
+def test_good_event_pushes_a_package_with_entries_metadata_readme_and_quiltignore(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    world.install_workflow()
+    world.put(
+        PREFIX,
+        {
+            **FILES,
+            ".quiltignore": ".DS_*\nscratch/\n",
+            "metadata.json": json.dumps({"StudyID": "S-1"}),
+        },
+    )
+    settings = make_settings(default_metadata={**GOOD_META, "StudyID": "default"})
+
+    outcome = package_prefix(ReadyEvent(bucket=world.bucket, prefix=PREFIX), settings)
+
+    assert outcome.status == "pushed"
+    assert (outcome.package_name, outcome.registry) == (NAME, world.bucket)
+    assert world.latest_top_hash(NAME) == outcome.top_hash
+    package = browse(NAME, world.bucket)
+    assert sorted(key for key, _ in package.walk()) == [
+        ".quiltignore",
+        "README.md",
+        "metadata.json",
+        "reads/sample-1.fastq",
+        "reads/sample-2.fastq",
+        "run.log",
+    ]
+    assert package.meta == {**GOOD_META, "StudyID": "S-1"}  # metadata.json wins over defaults
+    assert package["README.md"].get_as_string() == DEFAULT_README
+    assert package["run.log"].get_as_string() == FILES["run.log"]
+    assert package[".quiltignore"].get_as_string() == ".DS_*\nscratch/\n"  # the prefix's own, kept
+    assert package._meta["workflow"]["id"] == "instrument"
+    assert world.alerts() == []
+
+
+def test_same_event_twice_gives_one_revision_without_rehashing(
+    world: World, make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    settings = make_settings(default_metadata=GOOD_META)
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+    first = package_prefix(event, settings)
+    assert first.status == "pushed"
+
+    import quilt3.packages
+
+    def no_hashing(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("redelivery must not hash object bytes")
+
+    monkeypatch.setattr(quilt3.packages, "calculate_multipart_checksum", no_hashing)
+    second = package_prefix(event, settings)
+
+    assert second.status == "unchanged"
+    assert second.top_hash == first.top_hash
+    assert len(world.revisions(NAME)) == 1
+
+
+def test_a_changed_object_makes_a_new_revision(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    settings = make_settings(default_metadata=GOOD_META)
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+    first = package_prefix(event, settings)
+    world.put(PREFIX, {"run.log": "started\nfailed\n", "extra.csv": "a,b\n"})
+    second = package_prefix(event, settings)
+    assert second.status == "pushed" and second.top_hash != first.top_hash
+    package = browse(NAME, world.bucket)
+    assert package["run.log"].get_as_string() == "started\nfailed\n"
+    assert "extra.csv" in package
+    assert len(world.revisions(NAME)) == 2
+
+
+def test_bad_metadata_is_quarantined_and_alerted(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    bad = {k: v for k, v in GOOD_META.items() if k != "StudyID"}
+    settings = make_settings(default_metadata=bad)
+
+    outcome = package_prefix(ReadyEvent(bucket=world.bucket, prefix=PREFIX), settings)
+
+    assert outcome.status == "quarantined"
+    assert outcome.registry == world.quarantine
+    assert "'StudyID' is a required property" in outcome.message
+    assert world.latest_top_hash(NAME) is None  # nothing in the registry
+    quarantined = browse(NAME, world.quarantine)
+    assert quarantined.meta == bad
+    readme = quarantined["README.md"].get_as_string()
+    assert "'StudyID' is a required property" in readme and "instrument" in readme
+    assert quarantined["run.log"].get_as_string() == FILES["run.log"]
+    [alert] = world.alerts()
+    assert alert["Subject"] == f"EDP: package {NAME} quarantined"
+    for text in (
+        "instrument",
+        NAME,
+        world.bucket,
+        f"https://quilt.example.com/b/{world.quarantine}/packages/{NAME}",
+    ):
+        assert text in alert["Message"]
+
+
+def test_quarantine_ignores_the_quarantine_buckets_own_workflow(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    world.install_workflow()
+    world.install_workflow(world.quarantine)  # the quarantine requires the same (failing) workflow
+    world.put(PREFIX, FILES)
+    outcome = package_prefix(ReadyEvent(bucket=world.bucket, prefix=PREFIX), make_settings())
+    assert outcome.status == "quarantined"
+    assert world.latest_top_hash(NAME, world.quarantine) == outcome.top_hash
+
+
+@pytest.mark.parametrize(
+    ("workflow", "install", "expected"),
+    [
+        ("instrument", False, "no workflows config exist"),
+        ("no-such-workflow", True, "There is no 'no-such-workflow' workflow in config"),
+    ],
+)
+def test_workflow_configuration_failures_are_quarantined_too(
+    world: World, make_settings: Callable[..., Any], workflow: str, install: bool, expected: str
+) -> None:
+    if install:
+        world.install_workflow()
+    world.put(PREFIX, FILES)
+    outcome = package_prefix(
+        ReadyEvent(bucket=world.bucket, prefix=PREFIX),
+        make_settings(workflow=workflow, default_metadata=GOOD_META),
+    )
+    assert outcome.status == "quarantined"
+    assert expected in outcome.message
+    [alert] = world.alerts()
+    assert expected in alert["Message"]
+
+
+def test_invalid_metadata_json_is_quarantined(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    world.install_workflow()
+    world.put(PREFIX, {**FILES, "metadata.json": "[1, 2"})
+    outcome = package_prefix(
+        ReadyEvent(bucket=world.bucket, prefix=PREFIX), make_settings(default_metadata=GOOD_META)
+    )
+    assert outcome.status == "quarantined"
+    assert "metadata.json" in outcome.message and "not valid JSON" in outcome.message
+
+
+def test_separate_registry_copies_objects_and_date_key_uses_the_clock(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    from datetime import UTC, datetime
+
+    registry = world.bucket.replace("instrument", "registry")
+    world.s3.create_bucket(Bucket=registry)
+    world.s3.put_bucket_versioning(Bucket=registry, VersioningConfiguration={"Status": "Enabled"})
+    world.install_workflow(registry)
+    world.put(PREFIX, FILES)
+    meta = {k: v for k, v in GOOD_META.items() if k != "Date"}
+    settings = make_settings(
+        registry=registry, default_metadata=meta, date_key="Date", summarize=["README.md"]
+    )
+    outcome = package_prefix(
+        ReadyEvent(bucket=world.bucket, prefix=PREFIX),
+        settings,
+        clock=lambda: datetime(2024, 2, 29, 23, 59, tzinfo=UTC),
+        name_for=lambda prefix: "lab/" + prefix.split("/")[1],
+    )
+    assert outcome.status == "pushed" and outcome.registry == registry
+    package = browse("lab/exp-0042", registry)
+    assert package.meta["Date"] == "2024-02-29"
+    assert json.loads(package["quilt_summarize.json"].get_as_string()) == ["README.md"]
+    assert package["run.log"].physical_key.bucket == registry  # copied into the registry
