@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
@@ -262,6 +262,9 @@ def _optional_int(obj: Mapping[str, Any], name: str, where: str) -> int | None:
 
 
 def _time(value: Any, where: str) -> datetime:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        # Some emulators (moto) put epoch seconds where AWS puts an RFC 3339 string.
+        return datetime.fromtimestamp(value, UTC)
     if not isinstance(value, str):
         raise BadEventError(f"{where}: missing or not a string (an RFC 3339 time is required)")
     try:
