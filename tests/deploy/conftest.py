@@ -6,6 +6,7 @@ import io
 import sys
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,16 +51,28 @@ class Network:
     security_group_id: str
 
 
-@pytest.fixture
-def aws() -> Iterator[None]:
-    """moto for every service, with the artifacts bucket the bundles are uploaded to."""
-    with mock_aws():
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@contextmanager
+def mocked_account() -> Iterator[None]:
+    """moto for every service, with fake credentials (also for module-scoped fixtures, which run
+    before the root conftest's function-scoped ones) and the artifacts bucket for the bundles."""
+    with pytest.MonkeyPatch.context() as patch, mock_aws():
+        for name, value in FAKE_AWS_ENV.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
         boto3.client("s3").create_bucket(Bucket=CODE_BUCKET)
         yield
 
 
-@pytest.fixture
-def network(aws: None) -> Network:
+def create_network() -> Network:
     """What the emitter stack expects to exist already: a VPC, two subnets, the Lambdas' group."""
     ec2 = boto3.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
@@ -75,12 +88,11 @@ def network(aws: None) -> Network:
     return Network(vpc_id=vpc, subnet_ids=(subnets[0], subnets[1]), security_group_id=group)
 
 
-@pytest.fixture
-def bundle_dir(tmp_path: Path) -> Path:
+def write_placeholder_bundles(folder: Path) -> Path:
     """Stand-in bundles (one module each): the stacks only need a zip in S3, not a working one."""
     for kind in ("emitter", "consumer"):
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as zf:
             zf.writestr("placeholder.py", f"KIND = {kind!r}\n")
-        (tmp_path / f"edp-{kind}.zip").write_bytes(buffer.getvalue())
-    return tmp_path
+        (folder / f"edp-{kind}.zip").write_bytes(buffer.getvalue())
+    return folder

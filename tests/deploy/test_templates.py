@@ -291,6 +291,10 @@ def test_consumer_alarms_and_dead_letters(consumer_template: dict) -> None:
     assert statement["Condition"] == {
         "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["ReadyEventsRule", "Arn"]}}
     }
+    function = resources["Function"]["Properties"]
+    assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+    (target,) = resources["ReadyEventsRule"]["Properties"]["Targets"]
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
     # Storage Gateway refresh is granted only when file shares are given, and only on them.
     refresh = [s for where, s in statements(consumer_template) if "RefreshCache" in json.dumps(s)]
     assert refresh == [
