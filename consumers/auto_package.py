@@ -29,8 +29,8 @@ metrics = Metrics()
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point; see the module docstring."""
-    if not metrics.namespace:
-        metrics.namespace = DEFAULT_METRICS_NAMESPACE
+    # Read at call time (not when Metrics() was made at import), with a default.
+    metrics.namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE
     return _logged_and_measured(event, context)
 
 
@@ -57,8 +57,13 @@ def _settings(env_values: tuple[str | None, ...]) -> ConsumerSettings:
 
 def _is_sqs_batch(event: Any) -> bool:
     records = event.get("Records") if isinstance(event, dict) else None
-    return isinstance(records, list) and bool(records) and all(
-        isinstance(record, dict) and record.get("eventSource") == "aws:sqs" for record in records
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(
+            isinstance(record, dict) and record.get("eventSource") == "aws:sqs"
+            for record in records
+        )
     )
 
 
@@ -89,5 +94,5 @@ def _package(ready: ReadyEvent, settings: ConsumerSettings) -> dict[str, Any]:
     metrics.add_metric(
         name=f"Packages{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1
     )
-    logger.info("package outcome", **asdict(outcome))
+    logger.info("package outcome", outcome=asdict(outcome))
     return asdict(outcome)
