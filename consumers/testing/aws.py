@@ -97,7 +97,8 @@ def aws_client(service: str, region: str | None = None) -> Any:
     """A boto3 client made now, so it talks to whatever moto backend is active."""
     import boto3
 
-    return boto3.client(service, region_name=region or os.environ.get("AWS_DEFAULT_REGION"))
+    make_client: Any = boto3.client  # typed per service name; ours is a runtime string
+    return make_client(service, region_name=region or os.environ.get("AWS_DEFAULT_REGION"))
 
 
 def create_bucket(name: str, *, region: str = DEFAULT_REGION, versioned: bool = False) -> str:
