@@ -266,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = args.bundles or list(specs)
         unknown = sorted(set(names) - set(specs))
         if unknown:
-            raise BundleError(f"unknown bundle {', '.join(unknown)}; choose from {', '.join(specs)}")
+            raise BundleError(
+                f"unknown bundle {', '.join(unknown)}; choose from {', '.join(specs)}"
+            )
         reports = [build_bundle(specs[name], args.out) for name in names]
     except BundleError as err:
         print(f"build_bundles: {err}", file=sys.stderr)

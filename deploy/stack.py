@@ -123,7 +123,9 @@ def deploy(
         raise DeployError(f"unknown stack kind {kind!r}; choose from {', '.join(TEMPLATES)}")
     zip_path = bundle_dir / f"edp-{kind}.zip"
     if not zip_path.is_file():
-        raise DeployError(f"{zip_path} does not exist; build it with python deploy/build_bundles.py")
+        raise DeployError(
+            f"{zip_path} does not exist; build it with python deploy/build_bundles.py"
+        )
     s3 = s3 if s3 is not None else boto3.client("s3")
     cfn = cfn if cfn is not None else boto3.client("cloudformation")
     key = bundle_key(zip_path)

@@ -77,9 +77,9 @@ def create_network() -> Network:
     ec2 = boto3.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     subnets = tuple(
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{n}.0/24", AvailabilityZone=zone)[
-            "Subnet"
-        ]["SubnetId"]
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{n}.0/24", AvailabilityZone=zone)["Subnet"][
+            "SubnetId"
+        ]
         for n, zone in ((1, "us-east-1a"), (2, "us-east-1b"))
     )
     group = ec2.create_security_group(

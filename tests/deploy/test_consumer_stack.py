@@ -126,7 +126,9 @@ def test_rule_selects_ready_events_of_the_watched_bucket_only(stack: Deployed) -
     ]["QueueArn"]
     (lambda_target,) = events.list_targets_by_rule(Rule=rule_name, EventBusName="edp")["Targets"]
     events.remove_targets(Rule=rule_name, EventBusName="edp", Ids=[lambda_target["Id"]])
-    events.put_targets(Rule=rule_name, EventBusName="edp", Targets=[{"Id": "probe", "Arn": probe_arn}])
+    events.put_targets(
+        Rule=rule_name, EventBusName="edp", Targets=[{"Id": "probe", "Arn": probe_arn}]
+    )
     try:
         result = events.put_events(
             Entries=[

@@ -73,7 +73,9 @@ class Deployed:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     """One stack for the whole module (deploying takes a few seconds); tests only read it."""
     with mocked_account():
-        yield deploy_emitter(create_network(), write_placeholder_bundles(tmp_path_factory.mktemp("b")))
+        yield deploy_emitter(
+            create_network(), write_placeholder_bundles(tmp_path_factory.mktemp("b"))
+        )
 
 
 def deploy_emitter(network: Network, bundle_dir: Path) -> Deployed:
@@ -119,7 +121,9 @@ def test_outputs_name_real_resources(stack: Deployed) -> None:
     assert stack.outputs["TopicArn"] in topics
     assert stack.outputs["AlarmTopicArn"] in topics
     sqs = boto3.client("sqs")
-    attributes = sqs.get_queue_attributes(QueueUrl=stack.outputs["QueueUrl"], AttributeNames=["All"])
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=stack.outputs["QueueUrl"], AttributeNames=["All"]
+    )
     dead_letter_arn = sqs.get_queue_attributes(
         QueueUrl=stack.outputs["DeadLetterQueueUrl"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]

@@ -115,7 +115,12 @@ def test_the_wildcard_check_catches_a_wildcard_grant() -> None:
                 "Properties": {
                     "PolicyDocument": {
                         "Statement": [
-                            {"Sid": "TooBroad", "Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+                            {
+                                "Sid": "TooBroad",
+                                "Effect": "Allow",
+                                "Action": "s3:*",
+                                "Resource": "*",
+                            },
                             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
                         ]
                     }
@@ -151,7 +156,9 @@ def test_handlers_exist_in_the_source_tree(path: Path) -> None:
     for logical_id, properties in lambda_functions(load_template(path)).items():
         module_name, _, function_name = properties["Handler"].rpartition(".")
         module = importlib.import_module(module_name)
-        assert callable(getattr(module, function_name, None)), f"{logical_id}: {properties['Handler']}"
+        assert callable(getattr(module, function_name, None)), (
+            f"{logical_id}: {properties['Handler']}"
+        )
 
 
 # --- Emitter: Quilt's parameters and what moto cannot model ------------------------------------
@@ -267,7 +274,10 @@ def test_emitter_alarms_on_dead_letters_and_lambda_errors(emitter_template: dict
     assert dead_letters["Dimensions"][0]["Value"] == {
         "Fn::GetAtt": ["DeadLetterQueue", "QueueName"]
     }
-    for logical_id, function in (("StoreErrorsAlarm", "StoreFunction"), ("EmitErrorsAlarm", "EmitFunction")):
+    for logical_id, function in (
+        ("StoreErrorsAlarm", "StoreFunction"),
+        ("EmitErrorsAlarm", "EmitFunction"),
+    ):
         alarm = _alarm(emitter_template, logical_id)
         assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
         assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
