@@ -422,8 +422,20 @@ class PostgresStore(BatchStore):
         row = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
         return row is not None and row[0] == "committed"
 
-    def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, what: str) -> T:
-        """Run ``work`` in one transaction; reconnect and run it again once if the server went away."""
+    def _run(
+        self,
+        work: Callable[[psycopg.Connection[Any]], T],
+        *,
+        what: str,
+        durable: bool = True,
+        idempotent: bool = False,
+    ) -> T:
+        """Run ``work`` in one transaction; reconnect and run it again once if the server went away.
+
+        Before running a transaction again after the connection died in COMMIT, ask the server
+        whether that COMMIT landed, unless running it twice does no harm (``idempotent``: reads,
+        marking published). ``durable=False`` lets the COMMIT return before the disk write.
+        """
         with self._lock:
             reconnected = False
             rollbacks = 0
@@ -437,8 +449,11 @@ class PostgresStore(BatchStore):
                 result: T
                 try:
                     with conn.transaction():
-                        row = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
-                        xid = row[0] if row else None
+                        if not idempotent:
+                            row = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
+                            xid = row[0] if row else None
+                        if not durable:
+                            conn.execute("SET LOCAL synchronous_commit = off")
                         result = work(conn)
                         done = True
                     return result
@@ -491,7 +506,7 @@ class PostgresStore(BatchStore):
             row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
             return int(row[0]) if row else 0
 
-        return self._run(read, what="read the schema version")
+        return self._run(read, what="read the schema version", idempotent=True)
 
     # --- ingest ------------------------------------------------------------------------
     def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
@@ -639,7 +654,7 @@ class PostgresStore(BatchStore):
             row = conn.execute("SELECT min(due_at) FROM batches").fetchone()
             return opt_from_micros(row[0]) if row else None
 
-        return self._run(read, what="read the next due time")
+        return self._run(read, what="read the next due time", idempotent=True)
 
     def claim_pending(self, now: datetime, lease: timedelta, limit: int = 100) -> list[Emission]:
         def work(conn: psycopg.Connection[Any]) -> list[Emission]:
@@ -662,6 +677,10 @@ class PostgresStore(BatchStore):
                 (to_micros(now), ids),
             ),
             what="mark batches published",
+            # Losing this on a server crash only means publishing again (at least once, same
+            # batch_id), so the commit does not wait for the disk.
+            durable=False,
+            idempotent=True,
         )
 
     def release(self, batch_ids: Iterable[str]) -> None:
@@ -675,6 +694,8 @@ class PostgresStore(BatchStore):
                 (ids,),
             ),
             what="release claimed batches",
+            durable=False,  # a lost release only delays the retry until the lease runs out
+            idempotent=True,
         )
 
     # --- reading -----------------------------------------------------------------------
@@ -686,7 +707,7 @@ class PostgresStore(BatchStore):
             ).fetchall()
             return [batch_from_row(r) for r in rows]
 
-        return self._run(read, what="list open batches")
+        return self._run(read, what="list open batches", idempotent=True)
 
     def published(self) -> list[Emission]:
         def read(conn: psycopg.Connection[Any]) -> list[Emission]:
@@ -696,14 +717,14 @@ class PostgresStore(BatchStore):
             ).fetchall()
             return [emission_from_row(r) for r in rows]
 
-        return self._run(read, what="list published batches")
+        return self._run(read, what="list published batches", idempotent=True)
 
     def pending_count(self) -> int:
         def read(conn: psycopg.Connection[Any]) -> int:
             row = conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
             return int(row[0]) if row else 0
 
-        return self._run(read, what="count pending batches")
+        return self._run(read, what="count pending batches", idempotent=True)
 
     def add_counters(self, counts: Counter[str]) -> None:
         if any(counts.values()):
@@ -717,7 +738,7 @@ class PostgresStore(BatchStore):
             ).fetchall()
             return {name: int(value) for name, value in rows}
 
-        return self._run(read, what="read the counters")
+        return self._run(read, what="read the counters", idempotent=True)
 
     def purge(self, now: datetime, window: timedelta) -> int:
         # SKIP LOCKED: purging never waits for (or deadlocks with) a writer using those rows.
