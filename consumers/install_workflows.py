@@ -58,7 +58,9 @@ def plan_install(source: pathlib.Path, bucket: str) -> InstallPlan:
             schema = json.loads(schema_path.read_text(encoding="utf-8"))
             jsonschema.Draft7Validator.check_schema(schema)
         except (OSError, json.JSONDecodeError, jsonschema.SchemaError) as err:
-            raise WorkflowInstallError(f"schema {schema_id!r} at {schema_path} is invalid: {err}") from err
+            raise WorkflowInstallError(
+                f"schema {schema_id!r} at {schema_path} is invalid: {err}"
+            ) from err
         key = WORKFLOWS_PREFIX + pathlib.PurePosixPath(url).as_posix()
         objects[key] = (json.dumps(schema, indent=2) + "\n").encode()
         schema_ref["url"] = f"s3://{bucket}/{key}"
@@ -73,7 +75,9 @@ def _check_config(config: dict[str, Any]) -> None:
     try:
         _get_conf_validator()(config)
     except Exception as err:
-        raise WorkflowInstallError(f"config.yml fails quilt3's workflow config schema: {err}") from err
+        raise WorkflowInstallError(
+            f"config.yml fails quilt3's workflow config schema: {err}"
+        ) from err
 
 
 def install(plan: InstallPlan, s3: Any) -> list[str]:
@@ -95,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m consumers.install_workflows", description=__doc__.splitlines()[0]
     )
     parser.add_argument("registry", help="registry bucket, e.g. s3://my-bucket")
-    parser.add_argument("--source", default="workflows", type=pathlib.Path, help="folder with config.yml")
+    parser.add_argument(
+        "--source", default="workflows", type=pathlib.Path, help="folder with config.yml"
+    )
     parser.add_argument("--dry-run", action="store_true", help="check and print, do not upload")
     args = parser.parse_args(argv)
     bucket = args.registry.removeprefix("s3://").strip("/")

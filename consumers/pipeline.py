@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 import quilt3
 import quilt3.workflows
@@ -98,7 +99,7 @@ def package_prefix(
                     return PackageOutcome(
                         "unchanged", name, registry, predicted, "same as latest revision"
                     )
-            top_hash = _push(built, settings, registry, name)
+            top_hash = _push(built, settings, registry, name, event)
         except WorkflowRejection as rejection:
             return _quarantine(
                 event, settings, built, name, registry, str(rejection), clients, workdir
@@ -158,11 +159,14 @@ def _predicted_top_hash(
     return top_hash
 
 
-def _push(built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str) -> str:
+def _push(
+    built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str, event: ReadyEvent
+) -> str:
     try:
         pushed = built.package.push(
             name,
             registry=f"s3://{registry}",
+            dest=_destination(event, registry),
             message=settings.message,
             workflow=settings.workflow_argument,
             force=True,
@@ -177,6 +181,25 @@ def _push(built: BuiltPackage, settings: ConsumerSettings, registry: str, name: 
         "package pushed", extra={"package": name, "registry": registry, "top_hash": top_hash}
     )
     return top_hash
+
+
+def _destination(event: ReadyEvent, registry: str) -> Callable[..., str] | None:
+    """Where pushed files (only the generated extras) land.
+
+    Packaging into the watched bucket puts them in the prefix itself, whatever the package's
+    name: the next listing then finds them at the same logical keys and versions the manifest
+    records, so a redelivery (or the emitter seeing those writes) changes nothing. quilt3's
+    default, ``<registry>/<name>/``, would be a different folder for any prefix depth but 2,
+    and packaging it would feed the loop. Into another registry, quilt3's default applies.
+    """
+    if registry != event.bucket:
+        return None
+    prefix = event.prefix
+
+    def into_prefix(logical_key: str, entry: Any) -> str:
+        return f"s3://{registry}/{quote(prefix + logical_key)}"
+
+    return into_prefix
 
 
 def _quarantine(
