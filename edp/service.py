@@ -462,6 +462,8 @@ def run_service(
         sqs_client = client_factory("sqs", endpoint_url=endpoint_url, region=region)
         sqs = sqs_client()
         check_queue(sqs, queue_url)
+        # Made now, not at the first publish, so the first batch is not late by a client's setup.
+        events = client_factory("events", endpoint_url=endpoint_url, region=region)()
         store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
         try:
             scheme = settings.database_url.split(":", 1)[0].lower()
@@ -470,8 +472,9 @@ def run_service(
                 store,
                 queue_url=queue_url,
                 sqs_client=lambda: sqs,
-                events_client=client_factory("events", endpoint_url=endpoint_url, region=region),
+                events_client=lambda: events,
                 sns_client=client_factory("sns", endpoint_url=endpoint_url, region=region),
+                stop=stop,
                 poll_wait=poll_wait,
                 exclusive_store=scheme in ("sqlite", "memory"),
             )
