@@ -292,7 +292,7 @@ def test_dashboard_shows_quilts_widgets_and_ours(stack: Deployed) -> None:
     for function in (f"{STACK}-store-in-db", f"{STACK}-emit-event"):
         assert f'"FunctionName", "{function}"' in text
     assert text.count("100 - 100 * errors / MAX([errors, invocations])") == 2
-    # Ours, from the emitter's Powertools metrics, filtered to this stack's service.
+    # Ours, from the emitter's Powertools metrics: every dimension combination (Reason, Trigger…).
     for metric in (
         "BatchesEmitted",
         "OpenBatches",
@@ -304,7 +304,7 @@ def test_dashboard_shows_quilts_widgets_and_ours(stack: Deployed) -> None:
         "StaleEvents",
         "PublishFailures",
     ):
-        assert f'MetricName=\\"{metric}\\" service=\\"{STACK}\\"' in text, metric
+        assert f'SEARCH(\'Namespace=\\"EDP\\" MetricName=\\"{metric}\\"\'' in text, metric
     assert "Dropped events by reason" in titles
     assert f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{STACK}-dead-letter-queue" in text
     assert "${" not in text  # every substitution was resolved
