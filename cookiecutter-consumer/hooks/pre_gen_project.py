@@ -12,7 +12,7 @@ import re
 import sys
 
 # A raw string cannot be closed by JSON text: its quotes are all escaped or isolated.
-ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
+ANSWERS_JSON = r"""{{ cookiecutter | jsonify }}"""
 
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -70,7 +70,7 @@ def problems(answers: dict[str, object]) -> list[str]:
 
 
 def main() -> int:
-    found = problems(ANSWERS)
+    found = problems(json.loads(ANSWERS_JSON))
     for problem in found:
         print(f"ERROR: {problem}", file=sys.stderr)
     if found:

@@ -36,7 +36,7 @@ def package_metadata(event: ReadyEvent) -> dict[str, Any]:
 
 
 def instrument_of(prefix: str) -> str:
-    """The first folder of the prefix, where the instrument writes: ``seq-01/run-7/`` -> ``seq-01``."""
+    """The first folder of the prefix: where the instrument writes, e.g. ``seq-01``."""
     return next((segment for segment in prefix.split("/") if segment), prefix)
 
 

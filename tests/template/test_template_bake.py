@@ -1,0 +1,124 @@
+"""Bake cookiecutter-consumer with default and awkward answers; the generated project must pass its
+own tests, ruff and cfn-lint right away."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from baking import CfnLoader, bake
+
+AWKWARD_NAME = 'Ünïcode Lab\'s "Consumer"'
+AWKWARD_DESCRIPTION = (
+    'Packages "runs" from the lab\'s C:\\instruments — ünïcode, {braces} & """triple""".'
+)
+AWKWARD_AUTHOR = 'Zoë O\'Brien "Z"'
+VARIANTS: dict[str, dict[str, str]] = {
+    "default": {},
+    "awkward": {
+        "project_name": AWKWARD_NAME,
+        "description": AWKWARD_DESCRIPTION,
+        "author": AWKWARD_AUTHOR,
+        "workflow_name": "instrument",
+        "quarantine_bucket": "lab.quarantine-01",
+        "event_bus_name": "edp-events",
+        "aws_region": "eu-west-2",
+        "python_version": "3.12",
+    },
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def baked(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    return request.param, bake(VARIANTS[request.param], tmp_path_factory.mktemp(request.param))
+
+
+def run(project: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command), cwd=project, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_names_are_derived_as_ascii_from_the_project_name(baked: tuple[str, Path]) -> None:
+    variant, project = baked
+    slug, package = {
+        "default": ("my-edp-consumer", "my_edp_consumer"),
+        "awkward": ("unicode-lab-s-consumer", "unicode_lab_s_consumer"),
+    }[variant]
+
+    assert project.name == slug
+    assert (project / "src" / package / "handler.py").is_file()
+    assert (project / "src" / package / "metadata.py").is_file()
+
+
+def test_free_text_lands_verbatim_in_pyproject_readme_and_template(baked: tuple[str, Path]) -> None:
+    variant, project = baked
+    answers = VARIANTS[variant]
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    template = yaml.load((project / "template.yaml").read_text(encoding="utf-8"), CfnLoader)
+    readme = (project / "README.md").read_text(encoding="utf-8")
+
+    description = answers.get("description", pyproject["project"]["description"])
+    assert pyproject["project"]["description"] == description
+    assert template["Description"] == description
+    assert pyproject["project"]["authors"] == [{"name": answers.get("author", "EDP user")}]
+    assert readme.startswith(f"# {answers.get('project_name', 'My EDP Consumer')}\n")
+
+
+def test_the_template_routes_ready_events_from_the_bus_to_the_lambda_with_a_dlq(
+    baked: tuple[str, Path],
+) -> None:
+    variant, project = baked
+    template = yaml.load((project / "template.yaml").read_text(encoding="utf-8"), CfnLoader)
+    resources = template["Resources"]
+    rule = resources["PackageObjectsReadyRule"]["Properties"]
+    (target,) = rule["Targets"]
+    function = resources["ConsumerFunction"]["Properties"]
+
+    assert rule["EventPattern"]["source"] == ["com.quiltdata.edp"]
+    assert rule["EventPattern"]["detail-type"] == ["package-objects-ready"]
+    assert rule["EventBusName"] == {"Ref": "EventBusName"}
+    assert target["Arn"] == {"Fn::GetAtt": "ConsumerFunction.Arn"}
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": "DeadLetterQueue.Arn"}
+    assert function["DeadLetterQueue"]["TargetArn"] == {"Fn::GetAtt": "DeadLetterQueue.Arn"}
+    assert {"DeadLettersAlarm", "ConsumerErrorsAlarm"} <= set(resources)
+    assert function["Runtime"] == f"python{VARIANTS[variant].get('python_version', '3.13')}"
+    assert template["Parameters"]["EventBusName"]["Default"] == VARIANTS[variant].get(
+        "event_bus_name", "edp"
+    )
+
+
+def test_the_template_passes_cfn_lint_without_errors_or_warnings(baked: tuple[str, Path]) -> None:
+    _, project = baked
+
+    result = run(project, str(Path(sysconfig.get_path("scripts")) / "cfn-lint"), "template.yaml")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_the_generated_code_passes_ruff(baked: tuple[str, Path]) -> None:
+    _, project = baked
+
+    check = run(project, sys.executable, "-m", "ruff", "check", ".")
+    formatted = run(project, sys.executable, "-m", "ruff", "format", "--check", ".")
+
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+@pytest.mark.slow
+def test_the_generated_tests_pass_right_after_generation(baked: tuple[str, Path]) -> None:
+    _, project = baked
+
+    result = run(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout
