@@ -1,0 +1,103 @@
+"""Fixtures for the `edp run` tests: a moto server on 127.0.0.1 and a way to run `edp run` for real."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def moto_endpoint() -> Iterator[str]:
+    """A moto server shared by this test and the `edp run` processes it starts."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+class EdpRun:
+    """`edp run` in a child process (the real CLI, signals and all), its stderr kept in a file."""
+
+    def __init__(self, args: list[str], log: Path, *, script: Path | None = None) -> None:
+        self.log = log
+        command = [sys.executable, str(script)] if script else [sys.executable, "-m", "edp.cli"]
+        self._log_file = log.open("w", encoding="utf-8")
+        self.process = subprocess.Popen(
+            [*command, "run", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=self._log_file,
+            cwd=HERE,
+        )
+
+    def stderr(self) -> str:
+        return self.log.read_text(encoding="utf-8")
+
+    def wait_for_line(self, text: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"`edp run` never logged {text!r}:\n{self.stderr()}")
+            time.sleep(0.05)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log_file.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log_file.close()
+
+
+@pytest.fixture
+def edp_runs() -> Iterator[list[EdpRun]]:
+    """Collects the runs a test starts, and kills any still alive when it ends."""
+    runs: list[EdpRun] = []
+    yield runs
+    for run in runs:
+        run.kill()
+
+
+@pytest.fixture
+def bus_arrivals(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[float]]:
+    """batch_id -> wall times at which PutEvents carrying it reached the (in-process) moto bus.
+
+    Measured on arrival, before moto delivers to targets: moto builds a JSONPath parser for each
+    rule target on every event (0.3-0.7 s here), which real EventBridge does not make us wait for.
+    """
+    from moto.events.models import EventsBackend
+
+    arrivals: dict[str, list[float]] = {}
+    original = EventsBackend.put_events
+
+    def recording(self: EventsBackend, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        now = time.time()
+        for entry in events:
+            try:
+                batch_id = json.loads(entry.get("Detail") or "{}").get("batch_id")
+            except ValueError:
+                batch_id = None
+            if batch_id:
+                arrivals.setdefault(batch_id, []).append(now)
+        return original(self, events)
+
+    monkeypatch.setattr(EventsBackend, "put_events", recording)
+    return arrivals
