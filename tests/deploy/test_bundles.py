@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from deploy_support import REPO_ROOT
 
 from deploy.build_bundles import (
     UNZIPPED_LIMIT_BYTES,

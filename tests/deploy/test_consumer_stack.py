@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import boto3
 import pytest
-from conftest import CODE_BUCKET, WATCHED_BUCKET, mocked_account, write_placeholder_bundles
+from deploy_support import CODE_BUCKET, WATCHED_BUCKET, mocked_account, write_placeholder_bundles
 from helpers import load_event
 
 from deploy.stack import DeployResult, deploy
@@ -166,3 +166,14 @@ def test_role_grants_alerts_dead_letters_and_file_share_refresh(stack: Deployed)
         f"arn:aws:s3:::{bucket}/*"
         for bucket in sorted([WATCHED_BUCKET, "instrument-packages", "instrument-quarantine"])
     ]
+
+
+def test_deploying_again_updates_the_stack_in_place(stack: Deployed) -> None:
+    changed = {**PARAMETERS, "QuiltUrl": "https://catalog.example.org"}
+    result = deploy("consumer", STACK, CODE_BUCKET, changed, bundle_dir=stack.bundle_dir)
+    assert result.status == "UPDATE_COMPLETE"
+    assert result.code_key == stack.result.code_key  # same build, same key
+    env = boto3.client("lambda").get_function_configuration(
+        FunctionName=result.outputs["FunctionName"]
+    )["Environment"]["Variables"]
+    assert env["QUILT_URL"] == "https://catalog.example.org"

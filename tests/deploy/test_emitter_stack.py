@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 import boto3
 import pytest
-from conftest import (
+from deploy_support import (
     CODE_BUCKET,
     TEMPLATES_DIR,
     WATCHED_BUCKET,

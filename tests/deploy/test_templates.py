@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint_file
-from conftest import TEMPLATE_PATHS, load_template
+from deploy_support import TEMPLATE_PATHS, load_template
 from template_checks import (
     branches,
     environment_names,
