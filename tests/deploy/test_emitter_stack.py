@@ -295,6 +295,8 @@ def test_dashboard_shows_quilts_widgets_and_ours(stack: Deployed) -> None:
     # Ours, from the emitter's Powertools metrics: every dimension combination (Reason, Trigger…).
     for metric in (
         "BatchesEmitted",
+        "BatchesPublished",
+        "RejectedMessages",
         "OpenBatches",
         "OldestOpenBatchAgeSeconds",
         "IngestLagSeconds",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cfnlint.api import lint_file
 from deploy_support import TEMPLATE_PATHS, load_template
 from template_checks import (
@@ -90,6 +91,19 @@ def test_every_env_var_the_lambdas_read_is_set(path: Path) -> None:
     for logical_id, properties in functions.items():
         missing = env_vars_read_by(properties["Handler"]) - environment_names(properties)
         assert not missing, f"{path.name} {logical_id} does not set {sorted(missing)}"
+
+
+@pytest.mark.parametrize("path", TEMPLATE_PATHS, ids=lambda p: p.name)
+def test_templates_use_no_yaml_aliases(path: Path) -> None:
+    # CloudFormation rejects YAML anchors and aliases, though cfn-lint and moto accept them.
+    events = list(yaml.parse(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader))
+    assert not [e for e in events if isinstance(e, yaml.AliasEvent)]
+    assert not [e for e in events if getattr(e, "anchor", None)]
+
+
+def test_both_emitter_lambdas_get_the_same_environment(emitter_template: dict) -> None:
+    functions = lambda_functions(emitter_template)
+    assert functions["StoreFunction"]["Environment"] == functions["EmitFunction"]["Environment"]
 
 
 @pytest.mark.parametrize("path", TEMPLATE_PATHS, ids=lambda p: p.name)
