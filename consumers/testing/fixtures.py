@@ -160,7 +160,9 @@ def consumer_env(
         "POWERTOOLS_SERVICE_NAME": "edp-consumer-tests",
         "POWERTOOLS_METRICS_NAMESPACE": "EDPConsumerTests",
     }
-    for name in ("REGISTRY", "FILE_SHARE_ARNS", "PACKAGE_METADATA"):
+    from consumers.settings import ENV_VARS
+
+    for name in ENV_VARS:  # a developer's shell must not change what the tests see
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,14 +31,30 @@ VARIANTS: dict[str, dict[str, str]] = {
         "aws_region": "eu-west-2",
         "python_version": "3.12",
     },
+    # A one-letter package sorts before every other import: catches import-order lint.
+    "short": {"project_name": "A", "python_version": "3.14"},
 }
+DERIVED_NAMES = {
+    "default": ("my-edp-consumer", "my_edp_consumer"),
+    "awkward": ("unicode-lab-s-consumer", "unicode_lab_s_consumer"),
+    "short": ("a", "a"),
+}
+# Running a generated test suite takes ~10-25 s; two variants cover plain and awkward names.
+TESTED_VARIANTS = ["default", "awkward"]
+Baker = Callable[[str], Path]
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
-def baked(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[str, Path]:
-    return request.param, bake(VARIANTS[request.param], tmp_path_factory.mktemp(request.param))
+@pytest.fixture(scope="module")
+def baked(tmp_path_factory: pytest.TempPathFactory) -> Baker:
+    """Bakes each variant once per module, on first use."""
+    projects: dict[str, Path] = {}
+
+    def project(variant: str) -> Path:
+        if variant not in projects:
+            projects[variant] = bake(VARIANTS[variant], tmp_path_factory.mktemp(variant))
+        return projects[variant]
+
+    return project
 
 
 def run(project: Path, *command: str) -> subprocess.CompletedProcess[str]:
@@ -46,20 +63,21 @@ def run(project: Path, *command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_names_are_derived_as_ascii_from_the_project_name(baked: tuple[str, Path]) -> None:
-    variant, project = baked
-    slug, package = {
-        "default": ("my-edp-consumer", "my_edp_consumer"),
-        "awkward": ("unicode-lab-s-consumer", "unicode_lab_s_consumer"),
-    }[variant]
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_names_are_derived_as_ascii_from_the_project_name(variant: str, baked: Baker) -> None:
+    project = baked(variant)
+    slug, package = DERIVED_NAMES[variant]
 
     assert project.name == slug
     assert (project / "src" / package / "handler.py").is_file()
     assert (project / "src" / package / "metadata.py").is_file()
 
 
-def test_free_text_lands_verbatim_in_pyproject_readme_and_template(baked: tuple[str, Path]) -> None:
-    variant, project = baked
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_free_text_lands_verbatim_in_pyproject_readme_and_template(
+    variant: str, baked: Baker
+) -> None:
+    project = baked(variant)
     answers = VARIANTS[variant]
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     template = yaml.load((project / "template.yaml").read_text(encoding="utf-8"), CfnLoader)
@@ -72,10 +90,11 @@ def test_free_text_lands_verbatim_in_pyproject_readme_and_template(baked: tuple[
     assert readme.startswith(f"# {answers.get('project_name', 'My EDP Consumer')}\n")
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_the_template_routes_ready_events_from_the_bus_to_the_lambda_with_a_dlq(
-    baked: tuple[str, Path],
+    variant: str, baked: Baker
 ) -> None:
-    variant, project = baked
+    project = baked(variant)
     template = yaml.load((project / "template.yaml").read_text(encoding="utf-8"), CfnLoader)
     resources = template["Resources"]
     rule = resources["PackageObjectsReadyRule"]["Properties"]
@@ -95,8 +114,11 @@ def test_the_template_routes_ready_events_from_the_bus_to_the_lambda_with_a_dlq(
     )
 
 
-def test_the_template_passes_cfn_lint_without_errors_or_warnings(baked: tuple[str, Path]) -> None:
-    _, project = baked
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_template_passes_cfn_lint_without_errors_or_warnings(
+    variant: str, baked: Baker
+) -> None:
+    project = baked(variant)
 
     result = run(project, str(Path(sysconfig.get_path("scripts")) / "cfn-lint"), "template.yaml")
 
@@ -104,8 +126,9 @@ def test_the_template_passes_cfn_lint_without_errors_or_warnings(baked: tuple[st
     assert result.stdout.strip() == ""
 
 
-def test_the_generated_code_passes_ruff(baked: tuple[str, Path]) -> None:
-    _, project = baked
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_generated_code_passes_ruff(variant: str, baked: Baker) -> None:
+    project = baked(variant)
 
     check = run(project, sys.executable, "-m", "ruff", "check", ".")
     formatted = run(project, sys.executable, "-m", "ruff", "format", "--check", ".")
@@ -115,8 +138,9 @@ def test_the_generated_code_passes_ruff(baked: tuple[str, Path]) -> None:
 
 
 @pytest.mark.slow
-def test_the_generated_tests_pass_right_after_generation(baked: tuple[str, Path]) -> None:
-    _, project = baked
+@pytest.mark.parametrize("variant", TESTED_VARIANTS)
+def test_the_generated_tests_pass_right_after_generation(variant: str, baked: Baker) -> None:
+    project = baked(variant)
 
     result = run(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
 

@@ -2,42 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import quilt3
 from consumers.errors import BadEventError
-from consumers.testing import package_objects_ready, s3_object_event
+from consumers.testing import FakeLambdaContext, package_objects_ready, s3_object_event
 from consumers.testing.aws import SnsReader
 
-from fixture_events import EXPERIMENT_FILES, EXPERIMENT_PREFIX, event_files, load_event
 from {{ cookiecutter.package_name }}.handler import handler
 
-PACKAGE = "instrument/experiment-1"
 
-
-@pytest.mark.parametrize("event_file", event_files())
 def test_each_fixture_event_pushes_the_prefix_as_a_package(
     event_file: str,
+    load_event: Callable[[str], dict[str, Any]],
     lambda_env: dict[str, str],
     registry_bucket: str,
-    experiment: dict[str, str],
-    lambda_context: object,
+    experiment: Any,
+    lambda_context: FakeLambdaContext,
 ) -> None:
     reply = handler(load_event(event_file), lambda_context)
 
-    assert [(p["status"], p["package_name"]) for p in reply["packages"]] == [("pushed", PACKAGE)]
-    package = quilt3.Package.browse(PACKAGE, registry=f"s3://{registry_bucket}")
-    assert set(EXPERIMENT_FILES) <= {key for key, _ in package.walk()}
-    assert package.meta["edp"]["source"] == f"s3://{registry_bucket}/{EXPERIMENT_PREFIX}"
+    assert [(p["status"], p["package_name"]) for p in reply["packages"]] == [
+        ("pushed", experiment.package_name)
+    ]
+    package = quilt3.Package.browse(experiment.package_name, registry=f"s3://{registry_bucket}")
+    assert set(experiment.files) <= {key for key, _ in package.walk()}
+    assert package.meta["edp"]["source"] == f"s3://{registry_bucket}/{experiment.prefix}"
     assert package.meta["StudyID"] == "ST-2024-001"
 
 
 def test_a_second_delivery_of_the_same_batch_changes_nothing(
     lambda_env: dict[str, str],
     registry_bucket: str,
-    experiment: dict[str, str],
-    lambda_context: object,
+    experiment: Any,
+    lambda_context: FakeLambdaContext,
 ) -> None:
-    event = package_objects_ready(registry_bucket, EXPERIMENT_PREFIX)
+    event = package_objects_ready(registry_bucket, experiment.prefix)
 
     first = handler(event, lambda_context)["packages"][0]
     again = handler(event, lambda_context)["packages"][0]
@@ -52,24 +54,26 @@ def test_a_package_the_workflow_rejects_is_quarantined_and_announced(
     registry_bucket: str,
     quarantine_bucket: str,
     sns_reader: SnsReader,
-    experiment: dict[str, str],
-    lambda_context: object,
+    experiment: Any,
+    lambda_context: FakeLambdaContext,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("WORKFLOW_NAME", "no-such-workflow")
 
-    reply = handler(package_objects_ready(registry_bucket, EXPERIMENT_PREFIX), lambda_context)
+    reply = handler(package_objects_ready(registry_bucket, experiment.prefix), lambda_context)
 
     assert reply["packages"][0]["status"] == "quarantined"
-    quarantined = quilt3.Package.browse(PACKAGE, registry=f"s3://{quarantine_bucket}")
+    quarantined = quilt3.Package.browse(
+        experiment.package_name, registry=f"s3://{quarantine_bucket}"
+    )
     assert "reads.csv" in quarantined
     notices = sns_reader.messages()
     assert len(notices) == 1
-    assert PACKAGE in notices[0].message
+    assert experiment.package_name in notices[0].message
 
 
 def test_an_s3_object_event_is_refused_so_it_reaches_the_dead_letter_queue(
-    lambda_env: dict[str, str], lambda_context: object
+    lambda_env: dict[str, str], lambda_context: FakeLambdaContext
 ) -> None:
     with pytest.raises(BadEventError):
         handler(s3_object_event("edp-registry", "instrument/a.csv"), lambda_context)

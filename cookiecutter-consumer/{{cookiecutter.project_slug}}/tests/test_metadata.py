@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from consumers.events import parse_ready_event
 from consumers.testing import package_objects_ready
 
-from fixture_events import load_event
 from {{ cookiecutter.package_name }}.metadata import instrument_of, package_metadata
 
 
-def test_metadata_describes_the_run_announced_by_the_fixture_event() -> None:
+def test_metadata_describes_the_run_announced_by_the_fixture_event(
+    load_event: Callable[[str], dict[str, Any]],
+) -> None:
     ready = parse_ready_event(load_event("package_objects_ready.json"))
 
     metadata = package_metadata(ready)
