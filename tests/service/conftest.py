@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,8 @@ from moto.server import ThreadedMotoServer
 HERE = Path(__file__).parent
 
 
-@pytest.fixture
-def moto_endpoint() -> Iterator[str]:
-    """A moto server shared by this test and the `edp run` processes it starts."""
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -30,10 +31,27 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture
+def moto_endpoint(moto_server: str) -> str:
+    """A moto server shared by this test and the `edp run` processes it starts, emptied first
+    (moto keeps its state in the process, across servers)."""
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    return moto_server
+
+
 class EdpRun:
     """`edp run` in a child process (the real CLI, signals and all), its stderr kept in a file."""
 
-    def __init__(self, args: list[str], log: Path, *, script: Path | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log: Path,
+        *,
+        script: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log = log
         command = [sys.executable, str(script)] if script else [sys.executable, "-m", "edp.cli"]
         self._log_file = log.open("w", encoding="utf-8")
@@ -42,6 +60,7 @@ class EdpRun:
             stdout=subprocess.DEVNULL,
             stderr=self._log_file,
             cwd=HERE,
+            env={**os.environ, **(env or {})},
         )
 
     def stderr(self) -> str:

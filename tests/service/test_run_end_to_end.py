@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,18 @@ def s3_events_to_queue(aws: Pipeline) -> None:
     events = aws.client("events")
     events.put_rule(Name="s3-to-edp", EventPattern=json.dumps({"source": ["aws.s3"]}))
     events.put_targets(Rule="s3-to-edp", Targets=[{"Id": "edp", "Arn": aws.input_arn}])
+
+
+def topic_to_queue(aws: Pipeline) -> tuple[str, str]:
+    """An SNS topic for the service's copies, with a queue subscribed to it (raw delivery off)."""
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName="edp-topic-copies")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    topic_arn = aws.client("sns").create_topic(Name="edp-ready")["TopicArn"]
+    aws.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
+    return topic_arn, url
 
 
 def run_args(aws: Pipeline, db: str) -> list[str]:
@@ -74,8 +87,9 @@ def test_objects_put_into_s3_arrive_as_package_objects_ready_events(
 ) -> None:
     aws = build_pipeline(moto_endpoint, visibility_timeout=1, max_receive_count=2)
     s3_events_to_queue(aws)
+    topic_arn, topic_queue = topic_to_queue(aws)
     db = f"sqlite:///{tmp_path / 'edp.sqlite'}"
-    run = EdpRun(run_args(aws, db), tmp_path / "edp-run.log")
+    run = EdpRun([*run_args(aws, db), "--sns-topic-arn", topic_arn], tmp_path / "edp-run.log")
     edp_runs.append(run)
     run.wait_for_line("polling")
 
@@ -98,6 +112,7 @@ def test_objects_put_into_s3_arrive_as_package_objects_ready_events(
     assert len(published) == 2, run.stderr()
     published += aws.published(timeout=1.5)  # and nothing more arrives
     dead = aws.drain(aws.dlq_url, wait=5)
+    copies = [json.loads(json.loads(m["Body"])["Message"]) for m in aws.drain(topic_queue)]
 
     run.process.send_signal(signal.SIGTERM)
     assert run.wait() == 0, run.stderr()
@@ -137,9 +152,38 @@ def test_objects_put_into_s3_arrive_as_package_objects_ready_events(
     for reason in ("too-shallow", "quilt-registry", "bucket"):
         assert counters[f"dropped:{reason}"] == 1, counters
 
+    # The topic got the same events, whole (as EventBridge would deliver them).
+    assert sorted((c["id"], json.dumps(c["detail"])) for c in copies) == sorted(
+        (e["detail"]["batch_id"], json.dumps(e["detail"])) for e in published
+    )
+    assert {c["detail-type"] for c in copies} == {"package-objects-ready"}
+
     # Every stored message was deleted; the bad one went to the dead-letter queue.
     assert aws.queue_depth(aws.input_url) == 0
     assert [m["Body"] for m in dead] == ["definitely not an event"]
     log = run.stderr()
     assert "rejected message" in log and "not JSON" in log
     assert "stopped after" in log and "2 batch(es) published" in log
+
+
+@pytest.mark.slow
+def test_a_second_signal_exits_at_once(
+    moto_endpoint: str, tmp_path: Path, edp_runs: list[EdpRun]
+) -> None:
+    aws = build_pipeline(moto_endpoint)
+    args = run_args(aws, f"sqlite:///{tmp_path / 'edp.sqlite'}")
+    args[args.index("--poll-wait") + 1] = "20"  # a stop waits for the current receive
+    run = EdpRun(args, tmp_path / "edp-run.log")
+    edp_runs.append(run)
+    run.wait_for_line("polling")
+    time.sleep(0.5)  # inside the long poll now
+
+    run.process.send_signal(signal.SIGTERM)
+    run.wait_for_line("stopping after this receive")
+    assert run.process.poll() is None  # still finishing the receive
+    started = time.monotonic()
+    run.process.send_signal(signal.SIGINT)
+
+    assert run.wait(timeout=5) == 130
+    assert time.monotonic() - started < 2
+    assert "SIGINT again: exiting now" in run.stderr()
