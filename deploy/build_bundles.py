@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python deploy/build_bundles.py                 # both bundles into dist/lambda/
     python deploy/build_bundles.py emitter --out /tmp/bundles
+    python deploy/build_bundles.py --rds-ca-bundle global-bundle.pem   # for sslmode=verify-full
 
 Each bundle is our own package(s) copied from the source tree plus their runtime dependencies,
 installed by ``pip install --target`` as Linux x86_64 wheels for the Lambda runtime's Python,
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,10 @@ ZIPPED_LIMIT_BYTES = 50 * 1024 * 1024  # direct upload of a .zip deployment pack
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024  # unzipped deployment package, layers included
 # Already in every Python Lambda runtime; bundling them only adds weight.
 PROVIDED_BY_RUNTIME = frozenset({"boto3", "botocore", "s3transfer"})
+# Where the emitter template's EDP_DATABASE_URL (sslmode=verify-full) expects the RDS CA bundle:
+# the zip's root is /var/task in the Lambda.
+RDS_CA_BUNDLE_NAME = "rds-ca-bundle.pem"
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 # Written into every zip entry so that rebuilding the same inputs gives the same bytes.
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
@@ -206,19 +211,36 @@ def measure(name: str, zip_path: Path) -> BundleReport:
     )
 
 
+def read_ca_bundle(path: Path) -> bytes:
+    """The RDS CA bundle (PEM), checked to hold at least one certificate."""
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        raise BundleError(f"cannot read the RDS CA bundle {path}: {err}") from err
+    if PEM_CERTIFICATE.encode() not in content:
+        raise BundleError(
+            f"{path} holds no PEM certificate; download the RDS CA bundle "
+            "(global-bundle.pem) from the AWS RDS documentation"
+        )
+    return content
+
+
 def build_bundle(
     spec: BundleSpec,
     out_dir: Path,
     *,
     source_root: Path = REPO_ROOT,
     install: Installer = pip_install,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> BundleReport:
-    """Build one bundle into ``out_dir`` and report on it."""
+    """Build one bundle into ``out_dir`` and report on it; ``extra_files`` go to the zip's root."""
     with tempfile.TemporaryDirectory(prefix=f"edp-{spec.name}-") as staging_name:
         staging = Path(staging_name)
         install(spec.requirements, staging)
         remove_runtime_provided(staging)
         copy_packages(spec, source_root, staging)
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_bytes(content)
         zip_path = out_dir / spec.zip_name
         write_zip(staging, zip_path)
     return measure(spec.name, zip_path)
@@ -260,6 +282,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path(os.environ.get("EDP_BUNDLE_DIR", REPO_ROOT / "dist" / "lambda")),
         help="output folder (default: dist/lambda)",
     )
+    parser.add_argument(
+        "--rds-ca-bundle",
+        type=Path,
+        help=f"RDS CA bundle (PEM) to add to the emitter zip as {RDS_CA_BUNDLE_NAME}; "
+        "needed for the template's default DBSSLMode=verify-full",
+    )
     args = parser.parse_args(argv)
     try:
         specs = bundle_specs()
@@ -269,7 +297,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BundleError(
                 f"unknown bundle {', '.join(unknown)}; choose from {', '.join(specs)}"
             )
-        reports = [build_bundle(specs[name], args.out) for name in names]
+        emitter_files = {}
+        if args.rds_ca_bundle is not None:
+            emitter_files[RDS_CA_BUNDLE_NAME] = read_ca_bundle(args.rds_ca_bundle)
+        elif "emitter" in names:
+            print(
+                "build_bundles: note: no --rds-ca-bundle, so the emitter can only connect with "
+                "DBSSLMode=require (see docs/deploy.md)",
+                file=sys.stderr,
+            )
+        reports = [
+            build_bundle(
+                specs[name], args.out, extra_files=emitter_files if name == "emitter" else None
+            )
+            for name in names
+        ]
     except BundleError as err:
         print(f"build_bundles: {err}", file=sys.stderr)
         return 2

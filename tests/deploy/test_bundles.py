@@ -10,14 +10,17 @@ import pytest
 from deploy_support import REPO_ROOT
 
 from deploy.build_bundles import (
+    RDS_CA_BUNDLE_NAME,
     UNZIPPED_LIMIT_BYTES,
     ZIPPED_LIMIT_BYTES,
+    BundleError,
     BundleReport,
     BundleSpec,
     build_bundle,
     bundle_specs,
     format_report,
     main,
+    read_ca_bundle,
 )
 
 
@@ -119,6 +122,33 @@ def test_report_flags_a_bundle_over_the_limits(tmp_path: Path) -> None:
     emitter_row, too_big_row = table.splitlines()[1:3]
     assert " yes " in emitter_row
     assert " NO " in too_big_row
+
+
+FAKE_PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_rds_ca_bundle_lands_at_the_zip_root(tmp_path: Path, source_tree: Path) -> None:
+    spec = BundleSpec("emitter", ("edp",), ())
+    report = build_bundle(
+        spec,
+        tmp_path / "out",
+        source_root=source_tree,
+        install=FakePip(),
+        extra_files={RDS_CA_BUNDLE_NAME: FAKE_PEM},
+    )
+    with zipfile.ZipFile(report.path) as zf:
+        assert zf.read(RDS_CA_BUNDLE_NAME) == FAKE_PEM
+
+
+def test_a_ca_bundle_without_certificates_is_refused(tmp_path: Path) -> None:
+    good, bad = tmp_path / "global-bundle.pem", tmp_path / "index.html"
+    good.write_bytes(FAKE_PEM)
+    bad.write_text("<html>Access denied</html>")
+    assert read_ca_bundle(good) == FAKE_PEM
+    with pytest.raises(BundleError, match="holds no PEM certificate"):
+        read_ca_bundle(bad)
+    with pytest.raises(BundleError, match="cannot read the RDS CA bundle"):
+        read_ca_bundle(tmp_path / "missing.pem")
 
 
 def test_command_rejects_an_unknown_bundle(capsys: pytest.CaptureFixture[str]) -> None:

@@ -193,7 +193,9 @@ def test_lambdas_run_the_emitter_handlers_in_the_vpc(stack: Deployed) -> None:
         assert env["EDP_EVENT_BUS_NAME"] == "edp"
         assert env["EDP_SNS_TOPIC_ARN"] == stack.outputs["TopicArn"]
         assert env["EDP_DATABASE_URL"].startswith("postgresql://edp_admin@")
-        assert env["EDP_DATABASE_URL"].endswith("/edp?sslmode=verify-full")
+        assert env["EDP_DATABASE_URL"].endswith(
+            "/edp?sslmode=verify-full&sslrootcert=/var/task/rds-ca-bundle.pem"
+        )
         assert "c0rrect" not in json.dumps(env)
         assert env["POWERTOOLS_SERVICE_NAME"] == STACK
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "EDP"

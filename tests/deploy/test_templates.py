@@ -20,6 +20,8 @@ from template_checks import (
     wildcard_grants,
 )
 
+from deploy.build_bundles import RDS_CA_BUNDLE_NAME
+
 # Fallbacks only for a checkout where a package does not expose ENV_VARS (keep in step with briefs).
 _EDP_ENV_FALLBACK = (
     "EDP_BUCKET_NAME",
@@ -249,10 +251,18 @@ def test_emitter_password_reaches_the_lambdas_only_through_the_secret(
     for logical_id, properties in lambda_functions(emitter_template).items():
         env = properties["Environment"]["Variables"]
         assert env["EDP_DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecret"}, logical_id
-        url_template = env["EDP_DATABASE_URL"]["Fn::Sub"][0]
+        url_template, variables = env["EDP_DATABASE_URL"]["Fn::Sub"]
         assert "DBPassword" not in json.dumps(env), logical_id
-        assert url_template.startswith("postgresql://${DBUser}@"), logical_id
-        assert "sslmode=verify-full" in url_template
+        assert url_template == "postgresql://${DBUser}@${Host}:${Port}/edp?${Tls}", logical_id
+        # verify-full trusts exactly the CA bundle the builder puts at the zip's root (/var/task).
+        assert variables["Tls"] == {
+            "Fn::If": [
+                "VerifyDatabaseCertificate",
+                f"sslmode=verify-full&sslrootcert=/var/task/{RDS_CA_BUNDLE_NAME}",
+                "sslmode=require",
+            ]
+        }
+    assert emitter_template["Parameters"]["DBSSLMode"]["Default"] == "verify-full"
     # The only reader of the secret is GetSecretValue on that one secret.
     grants = [
         (where, s)
