@@ -42,6 +42,10 @@ from edp.store import BatchStore, open_store
 
 RECEIVE_MAX_MESSAGES = 10  # ReceiveMessage / DeleteMessageBatch API limit per call
 RESWEEP_EVERY = 5.0  # seconds: longest sleep of the emitter thread (outbox retries, other writers)
+# Seconds to wait when the next due time has already passed: a batch that became due during the
+# sweep goes out this late at most, and one that a sweep cannot close (stored under other
+# thresholds than today's) does not spin the loop.
+OVERDUE_RECHECK = 0.25
 PURGE_EVERY = timedelta(hours=1)  # how often expired dedupe identities are forgotten
 FIRST_ERROR_BACKOFF = 1.0  # seconds after a failed receive or store; doubles up to the cap
 MAX_ERROR_BACKOFF = 30.0
@@ -291,7 +295,8 @@ class Service:
         due = self.store.next_due()
         if due is None:
             return RESWEEP_EVERY
-        return max(0.0, min(RESWEEP_EVERY, (due - self.clock()).total_seconds()))
+        delay = (due - self.clock()).total_seconds()
+        return OVERDUE_RECHECK if delay <= 0 else min(RESWEEP_EVERY, delay)
 
     def _emit_loop(self) -> None:
         backoff = FIRST_ERROR_BACKOFF
