@@ -49,6 +49,7 @@ OVERDUE_RECHECK = 0.25
 PURGE_EVERY = timedelta(hours=1)  # how often expired dedupe identities are forgotten
 FIRST_ERROR_BACKOFF = 1.0  # seconds after a failed receive or store; doubles up to the cap
 MAX_ERROR_BACKOFF = 30.0
+SHORT_POLL_PAUSE = 1.0  # seconds between empty receives with --poll-wait 0, so it does not spin
 EXIT_INTERRUPTED = 130  # a second stop signal: exit at once, as a shell does after Ctrl-C
 
 logger = logging.getLogger(__name__)
@@ -154,8 +155,10 @@ class Service:
         try:
             while not self.stop.is_set():
                 try:
-                    self.poll_once()
+                    received = self.poll_once()
                     backoff = FIRST_ERROR_BACKOFF
+                    if not received and self.poll_wait == 0:
+                        self.stop.wait(SHORT_POLL_PAUSE)
                 except Exception as err:
                     # Nothing was deleted, so nothing is lost; wait and try again.
                     logger.error("receive or store failed (retrying in %.0f s): %s", backoff, err)

@@ -326,3 +326,16 @@ def test_bad_message_is_logged_with_its_reason(
         service.poll_once()
     assert "rejected message" in caplog.text
     assert "missing bucket" in caplog.text
+
+
+def test_short_polling_pauses_between_empty_receives(aws: Pipeline, store: SqliteStore) -> None:
+    receives: list[str] = []
+    aws.client("sqs").meta.events.register(
+        "before-call.sqs.ReceiveMessage", lambda **kwargs: receives.append("receive")
+    )
+    service = make_service(aws, store, poll_wait=0)
+    timer = threading.Timer(0.5, service.stop.set)
+    timer.start()
+    service.run()
+    timer.join()
+    assert len(receives) == 1  # not a tight loop of empty receives
