@@ -18,10 +18,7 @@ from typing import Any, Literal
 from urllib.parse import quote_plus
 
 Envelope = Literal["eventbridge", "sqs", "sns", "lambda-sqs", "lambda-sns"]
-Wrapper = Literal["sqs", "sns", "lambda-sqs", "lambda-sns"]
 
-READY_SOURCE = "com.quiltdata.edp"
-READY_DETAIL_TYPE = "package-objects-ready"
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_TIME = "2022-12-08T20:01:34Z"
