@@ -16,7 +16,7 @@ import pytest
 from deploy_support import CODE_BUCKET, WATCHED_BUCKET, mocked_account, write_placeholder_bundles
 from helpers import load_event
 
-from deploy.stack import DeployResult, deploy
+from deploy.stack import DeployResult, deploy, main
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 
@@ -162,10 +162,12 @@ def test_role_grants_alerts_dead_letters_and_file_share_refresh(stack: Deployed)
     assert found["SendAlerts"]["Resource"] == stack.result.outputs["AlertTopicArn"]
     assert found["DeadLetterFailedInvocations"]["Resource"] == _dead_letter_queue_arn(stack)
     assert found["RefreshFileShares"]["Resource"] == [FILE_SHARE]
-    assert sorted(found["WritePackages"]["Resource"]) == [
-        f"arn:aws:s3:::{bucket}/*"
-        for bucket in sorted([WATCHED_BUCKET, "instrument-packages", "instrument-quarantine"])
+    # With a registry of its own, the Lambda may not write into the watched bucket.
+    assert found["WritePackages"]["Resource"] == [
+        "arn:aws:s3:::instrument-packages/*",
+        "arn:aws:s3:::instrument-quarantine/*",
     ]
+    assert f"arn:aws:s3:::{WATCHED_BUCKET}/*" in found["ReadObjects"]["Resource"]
 
 
 def test_deploying_again_updates_the_stack_in_place(stack: Deployed) -> None:
@@ -177,3 +179,35 @@ def test_deploying_again_updates_the_stack_in_place(stack: Deployed) -> None:
         FunctionName=result.outputs["FunctionName"]
     )["Environment"]["Variables"]
     assert env["QUILT_URL"] == "https://catalog.example.org"
+
+
+def test_command_line_deploys_a_stack_and_prints_its_outputs(
+    stack: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A second stack in the module's mocked account, which already holds the bus.
+    parameters = {**PARAMETERS, "Registry": "", "FileShareArns": ""}
+    status = main(
+        [
+            "consumer",
+            "--stack-name",
+            "edp-consumer-cli",
+            "--code-bucket",
+            CODE_BUCKET,
+            "--bundle-dir",
+            str(stack.bundle_dir),
+            *(f"--parameter={key}={value}" for key, value in parameters.items()),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.startswith("edp-consumer-cli: CREATE_COMPLETE (code s3://edp-artifacts/edp/")
+    assert "  FunctionName = edp-consumer-cli-auto-package" in out
+    env = boto3.client("lambda").get_function_configuration(
+        FunctionName="edp-consumer-cli-auto-package"
+    )["Environment"]["Variables"]
+    # Empty optional parameters leave their variables unset; no file shares, no refresh policy.
+    assert not {"REGISTRY", "FILE_SHARE_ARNS"} & set(env)
+    resources = boto3.client("cloudformation").list_stack_resources(StackName="edp-consumer-cli")
+    logical_ids = {r.get("LogicalResourceId") for r in resources["StackResourceSummaries"]}
+    assert "Function" in logical_ids
+    assert "RefreshFileSharesPolicy" not in logical_ids
