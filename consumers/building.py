@@ -17,7 +17,7 @@ from quilt3.util import PhysicalKey, QuiltException
 from consumers.events import ReadyEvent
 from consumers.listing import ObjectVersion, list_current_objects, read_object
 from consumers.quiltignore import QUILTIGNORE, is_ignored, parse_quiltignore
-from consumers.revision import LatestRevision
+from consumers.revision import LatestRevision, SourceRecord
 from consumers.settings import ConsumerSettings
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class BuiltPackage:
 
     package: quilt3.Package
     metadata: dict[str, Any]
-    objects: list[ObjectVersion]
+    objects: dict[str, ObjectVersion]
     ignored: list[str]
     skipped: list[str]
     generated: list[str]
@@ -102,7 +102,8 @@ def build_package(
         meta[settings.date_key] = clock().date().isoformat()
 
     package = quilt3.Package()
-    kept, ignored, skipped = [], [], []
+    kept: dict[str, ObjectVersion] = {}
+    ignored, skipped = [], []
     for logical_key, obj in by_logical_key.items():
         if is_ignored(logical_key, rules):
             ignored.append(logical_key)
@@ -114,7 +115,7 @@ def build_package(
             logger.warning("skipping key", extra={"key": obj.key, "reason": str(err)})
             skipped.append(logical_key)
             continue
-        kept.append(obj)
+        kept[logical_key] = obj
 
     generated = []
     for logical_key, text in generated_files(settings).items():
@@ -139,11 +140,15 @@ def build_package(
     )
 
 
-def reuse_hashes(package: quilt3.Package, latest: LatestRevision | None) -> int:
+def reuse_hashes(
+    package: quilt3.Package, objects: Mapping[str, ObjectVersion], latest: LatestRevision | None
+) -> int:
     """Give entries the hashes they can have without reading S3 bytes; return how many lack one.
 
-    Local files (the generated extras, a few bytes each) are hashed here; an S3 entry takes the
-    latest manifest's hash when its bucket, key, version id and size match exactly.
+    ``objects`` maps logical keys to the listed objects. Local files (the generated extras, a few
+    bytes each) are hashed here. An S3 entry takes the hash of the latest revision's source
+    listing when key, version id, size and ETag all match; failing that (no listing), the
+    manifest's hash when its physical key (with a real version id) and size match.
     """
     from quilt3 import checksums
 
@@ -159,18 +164,76 @@ def reuse_hashes(package: quilt3.Package, latest: LatestRevision | None) -> int:
             )
             entry.hash = {"type": checksums.DEFAULT_HASH, "value": value}
             continue
-        previous = latest.entries.get(logical_key) if latest is not None else None
-        if (
-            previous is not None
-            and physical_key.version_id not in (None, "null")
-            and (previous.bucket, previous.key, previous.version_id, previous.size)
-            == (physical_key.bucket, physical_key.path, physical_key.version_id, entry.size)
-            and not previous.meta
-        ):
-            entry.hash = dict(previous.hash)
-        else:
+        reused = _reusable_hash(logical_key, physical_key, objects.get(logical_key), latest)
+        if reused is None:
             missing += 1
+        else:
+            entry.hash = dict(reused)
     return missing
+
+
+def _reusable_hash(
+    logical_key: str,
+    physical_key: PhysicalKey,
+    obj: ObjectVersion | None,
+    latest: LatestRevision | None,
+) -> Mapping[str, Any] | None:
+    if latest is None or obj is None:
+        return None
+    source = latest.sources.get(logical_key)
+    if source is not None:
+        if (source.bucket, source.key, source.version_id, source.size, source.etag) == (
+            physical_key.bucket,
+            obj.key,
+            obj.version_id,
+            obj.size,
+            obj.etag,
+        ) and obj.etag:
+            return source.hash
+        return None
+    previous = latest.entries.get(logical_key)
+    if (
+        previous is not None
+        and obj.is_versioned
+        and not previous.meta
+        and (previous.bucket, previous.key, previous.version_id, previous.size)
+        == (physical_key.bucket, obj.key, obj.version_id, obj.size)
+    ):
+        return previous.hash
+    return None
+
+
+def source_records(
+    built: quilt3.Package,
+    pushed: quilt3.Package,
+    objects: Mapping[str, ObjectVersion],
+    bucket: str,
+) -> dict[str, SourceRecord]:
+    """The source listing of a pushed package (see ``consumers.revision``).
+
+    Hashes come from the built package or, for entries ``push`` copied, from the pushed one.
+    Generated extras are left out: they were not listed (the next event finds them by the
+    manifest's version ids, or hashes them: a few bytes).
+    """
+    records = {}
+    for logical_key, entry in built.walk():
+        obj = objects.get(logical_key)
+        if obj is None:
+            continue
+        hash_obj = entry.hash
+        if hash_obj is None and logical_key in pushed:
+            hash_obj = pushed[logical_key].hash
+        if hash_obj is None:
+            continue
+        records[logical_key] = SourceRecord(
+            bucket=bucket,
+            key=obj.key,
+            version_id=obj.version_id,
+            size=obj.size,
+            etag=obj.etag,
+            hash=dict(hash_obj),
+        )
+    return records
 
 
 def _read_metadata_file(

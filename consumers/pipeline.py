@@ -13,17 +13,25 @@ from urllib.parse import quote
 
 import quilt3
 import quilt3.workflows
+from botocore.exceptions import BotoCoreError, ClientError
 from quilt3.backends import get_package_registry
 
 from consumers.alerts import make_alert, publish_alert, quarantine_alert
-from consumers.building import BuiltPackage, MetadataHook, build_package, reuse_hashes
+from consumers.building import (
+    BuiltPackage,
+    MetadataHook,
+    build_package,
+    reuse_hashes,
+    source_records,
+)
 from consumers.clients import Clients
 from consumers.errors import AlertError, PackagingError
 from consumers.events import ReadyEvent
 from consumers.gateway import RefreshResult, refresh_file_shares, refresh_folders
+from consumers.listing import UNVERSIONED, ObjectVersion
 from consumers.naming import is_valid_package_name, package_name
 from consumers.quarantine import push_to_quarantine, quarantine_readme
-from consumers.revision import LatestRevision, load_latest_revision
+from consumers.revision import LatestRevision, load_latest_revision, save_sources
 from consumers.settings import ConsumerSettings
 
 logger = logging.getLogger(__name__)
@@ -77,7 +85,7 @@ def package_prefix(
             event, settings, s3=clients.s3, workdir=workdir, metadata=metadata, clock=clock
         )
         latest = load_latest_revision(clients.s3, registry, name)
-        missing = reuse_hashes(built.package, latest)
+        missing = reuse_hashes(built.package, built.objects, latest)
         logger.info(
             "package built",
             extra={
@@ -96,10 +104,16 @@ def package_prefix(
                 )
                 if predicted == latest.top_hash:
                     logger.info("package unchanged", extra={"package": name, "top_hash": predicted})
+                    if not latest.sources:  # made by someone else: list it for next time
+                        _save_sources(
+                            clients, registry, name, predicted, built, built.package, event
+                        )
                     return PackageOutcome(
                         "unchanged", name, registry, predicted, "same as latest revision"
                     )
-            top_hash = _push(built, settings, registry, name, event)
+            pushed = _push(built, settings, registry, name, event)
+            top_hash = str(pushed.top_hash)
+            _save_sources(clients, registry, name, top_hash, built, pushed, event)
         except WorkflowRejection as rejection:
             return _quarantine(
                 event, settings, built, name, registry, str(rejection), clients, workdir
@@ -161,7 +175,7 @@ def _predicted_top_hash(
 
 def _push(
     built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str, event: ReadyEvent
-) -> str:
+) -> quilt3.Package:
     try:
         pushed = built.package.push(
             name,
@@ -176,11 +190,59 @@ def _push(
         raise WorkflowRejection(str(err)) from err
     except Exception as err:  # quilt3 raises a zoo of types; all are worth a retry here
         raise PackagingError(f"could not push package {name} to s3://{registry}: {err}") from err
-    top_hash: str = pushed.top_hash
     logger.info(
-        "package pushed", extra={"package": name, "registry": registry, "top_hash": top_hash}
+        "package pushed", extra={"package": name, "registry": registry, "top_hash": pushed.top_hash}
     )
-    return top_hash
+    return pushed
+
+
+def _save_sources(
+    clients: Clients,
+    registry: str,
+    name: str,
+    top_hash: str,
+    built: BuiltPackage,
+    pushed: quilt3.Package,
+    event: ReadyEvent,
+) -> None:
+    """Record where each entry came from, so the next event can skip hashing unchanged objects.
+
+    A failure only costs the next event some hashing: logged, never fatal.
+    """
+    objects = dict(built.objects)
+    objects.update(_landed_extras(clients, built, pushed, event))
+    records = source_records(built.package, pushed, objects, event.bucket)
+    try:
+        save_sources(clients.s3, registry, name, top_hash, records)
+    except PackagingError as err:
+        logger.warning("source listing not stored", extra={"package": name, "error": str(err)})
+
+
+def _landed_extras(
+    clients: Clients, built: BuiltPackage, pushed: quilt3.Package, event: ReadyEvent
+) -> dict[str, ObjectVersion]:
+    """The generated extras that ``push`` wrote into the prefix, as the next listing will see them."""
+    landed = {}
+    for logical_key in built.generated:
+        if logical_key not in pushed:
+            continue
+        physical_key = pushed[logical_key].physical_key
+        if physical_key.bucket != event.bucket or physical_key.path != event.prefix + logical_key:
+            continue
+        kwargs = {"Bucket": physical_key.bucket, "Key": physical_key.path}
+        if physical_key.version_id not in (None, UNVERSIONED):
+            kwargs["VersionId"] = physical_key.version_id
+        try:
+            head = clients.s3.head_object(**kwargs)
+        except (ClientError, BotoCoreError):
+            continue  # it is hashed again next time: a few bytes
+        landed[logical_key] = ObjectVersion(
+            key=physical_key.path,
+            version_id=head.get("VersionId", UNVERSIONED),
+            size=int(head["ContentLength"]),
+            etag=head.get("ETag", ""),
+        )
+    return landed
 
 
 def _destination(event: ReadyEvent, registry: str) -> Callable[..., str] | None:

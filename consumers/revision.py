@@ -1,10 +1,14 @@
 """The latest revision of a package, read straight from the registry so its hashes can be reused.
 
-quilt3's ``dedupe`` hashes every byte of every object before it compares top hashes. Here an
-object whose (logical key, bucket, key, version id, size) equals the latest manifest's entry takes
-that entry's hash instead; only new or changed objects are hashed again. Version ids make the
-match exact: an object version's bytes never change. Unversioned objects (version ``null``) are
-always hashed again, because S3 can replace their bytes under the same key.
+quilt3's ``dedupe`` hashes every byte of every object before it compares top hashes. Instead,
+after each push the consumer stores a *source listing* next to the registry's manifests
+(``.quilt/edp/sources/<name>/<top_hash>.json``): for every entry, the S3 object it was built from
+(bucket, key, version id, size, ETag) and its hash. An object of the prefix whose key, version
+id, size and ETag all equal the listing's takes that hash; only new or changed objects are hashed
+again. This works for unversioned buckets (the ETag changes with the bytes) and for a registry in
+another bucket (where the manifest points at copies). Without a listing (a revision pushed by
+someone else) an entry whose manifest physical key (bucket, key, version id) and size equal the
+object's is reused, for versioned objects only.
 """
 
 from __future__ import annotations
@@ -32,11 +36,85 @@ class ManifestEntry:
 
 
 @dataclass(frozen=True)
+class SourceRecord:
+    """The S3 object an entry was built from, and the hash its bytes had."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    size: int
+    etag: str
+    hash: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class LatestRevision:
-    """The top hash pointed to by ``latest`` and the entries of its manifest."""
+    """The top hash pointed to by ``latest``, its manifest entries and its source listing."""
 
     top_hash: str
     entries: Mapping[str, ManifestEntry]
+    sources: Mapping[str, SourceRecord] = field(default_factory=dict)
+
+
+SOURCES_PREFIX = ".quilt/edp/sources/"
+SOURCES_FORMAT = 1
+
+
+def sources_key(name: str, top_hash: str) -> str:
+    """Where the source listing of revision ``top_hash`` of ``name`` lives in the registry."""
+    return f"{SOURCES_PREFIX}{name}/{top_hash}.json"
+
+
+def save_sources(
+    s3: Any, registry: str, name: str, top_hash: str, sources: Mapping[str, SourceRecord]
+) -> None:
+    """Store the source listing of a revision (``.quilt/`` keys never reach the emitter)."""
+    body = {
+        "format": SOURCES_FORMAT,
+        "entries": {
+            logical_key: {
+                "bucket": record.bucket,
+                "key": record.key,
+                "version_id": record.version_id,
+                "size": record.size,
+                "etag": record.etag,
+                "hash": dict(record.hash),
+            }
+            for logical_key, record in sorted(sources.items())
+        },
+    }
+    try:
+        s3.put_object(
+            Bucket=registry,
+            Key=sources_key(name, top_hash),
+            Body=json.dumps(body, separators=(",", ":")).encode(),
+            ContentType="application/json",
+        )
+    except (ClientError, BotoCoreError) as err:
+        raise PackagingError(
+            f"could not store the source listing of {name}@{top_hash[:7]}: {err}"
+        ) from err
+
+
+def parse_sources(body: bytes) -> dict[str, SourceRecord]:
+    """A stored source listing; an unknown format or a damaged file reads as empty."""
+    try:
+        document = json.loads(body)
+        if document.get("format") != SOURCES_FORMAT:
+            return {}
+        return {
+            logical_key: SourceRecord(
+                bucket=str(record["bucket"]),
+                key=str(record["key"]),
+                version_id=record.get("version_id"),
+                size=int(record["size"]),
+                etag=str(record["etag"]),
+                hash=dict(record["hash"]),
+            )
+            for logical_key, record in document["entries"].items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def load_latest_revision(s3: Any, registry: str, name: str) -> LatestRevision | None:
@@ -53,7 +131,12 @@ def load_latest_revision(s3: Any, registry: str, name: str) -> LatestRevision | 
     manifest = _get_or_none(s3, registry, manifest_key)
     if manifest is None:
         return None
-    return LatestRevision(top_hash=top_hash, entries=parse_manifest_entries(manifest))
+    sources_body = _get_or_none(s3, registry, sources_key(name, top_hash))
+    return LatestRevision(
+        top_hash=top_hash,
+        entries=parse_manifest_entries(manifest),
+        sources=parse_sources(sources_body) if sources_body is not None else {},
+    )
 
 
 def parse_manifest_entries(manifest: bytes) -> dict[str, ManifestEntry]:

@@ -214,3 +214,60 @@ def test_separate_registry_copies_objects_and_date_key_uses_the_clock(
     assert package.meta["Date"] == "2024-02-29"
     assert json.loads(package["quilt_summarize.json"].get_as_string()) == ["README.md"]
     assert package["run.log"].physical_key.bucket == registry  # copied into the registry
+
+
+def forbid_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import quilt3.packages
+
+    def no_hashing(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an unchanged prefix must not have its bytes hashed")
+
+    monkeypatch.setattr(quilt3.packages, "calculate_multipart_checksum", no_hashing)
+
+
+def test_unversioned_bucket_compares_etags(
+    world: World, make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = world.bucket.replace("instrument", "plain")
+    world.s3.create_bucket(Bucket=bucket)  # versioning never enabled
+    world.install_workflow(bucket)
+    for name, body in FILES.items():
+        world.s3.put_object(Bucket=bucket, Key=PREFIX + name, Body=body.encode())
+    settings = make_settings(default_metadata=GOOD_META)
+    event = ReadyEvent(bucket=bucket, prefix=PREFIX)
+    first = package_prefix(event, settings)
+    assert first.status == "pushed"
+    sources = world.s3.get_object(
+        Bucket=bucket, Key=f".quilt/edp/sources/{NAME}/{first.top_hash}.json"
+    )
+    recorded = json.loads(sources["Body"].read())["entries"]
+    assert recorded["run.log"]["etag"] and recorded["run.log"]["size"] == len(FILES["run.log"])
+
+    with monkeypatch.context() as patch:
+        forbid_hashing(patch)
+        assert package_prefix(event, settings).status == "unchanged"
+
+    # Same key, same size, other bytes: only the ETag tells.
+    world.s3.put_object(
+        Bucket=bucket, Key=PREFIX + "run.log", Body=b"started\nFAILED!\n"[: len(FILES["run.log"])]
+    )
+    third = package_prefix(event, settings)
+    assert third.status == "pushed" and third.top_hash != first.top_hash
+
+
+def test_separate_registry_redelivery_neither_hashes_nor_copies(
+    world: World, make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = world.bucket.replace("instrument", "registry")
+    world.s3.create_bucket(Bucket=registry)
+    world.s3.put_bucket_versioning(Bucket=registry, VersioningConfiguration={"Status": "Enabled"})
+    world.install_workflow(registry)
+    world.put(PREFIX, FILES)
+    settings = make_settings(registry=registry, default_metadata=GOOD_META)
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+    assert package_prefix(event, settings).status == "pushed"
+    versions_before = len(world.s3.list_object_versions(Bucket=registry)["Versions"])
+
+    forbid_hashing(monkeypatch)
+    assert package_prefix(event, settings).status == "unchanged"
+    assert len(world.s3.list_object_versions(Bucket=registry)["Versions"]) == versions_before
