@@ -125,7 +125,7 @@ class Service:
         self.emitter = Emitter(settings, store)
         self.queue_url = queue_url
         self.clock = clock
-        self.stop = stop or threading.Event()
+        self.stop = stop if stop is not None else threading.Event()
         self.poll_wait = poll_wait
         self.exclusive_store = exclusive_store
         self.stats = ServiceStats()
@@ -146,7 +146,7 @@ class Service:
 
     # --- the whole service --------------------------------------------------------------
     def run(self) -> ServiceStats:
-        """Poll until the stop event is set, then store, publish what is due, and return."""
+        """Poll until the stop event is set, then store, publish what is due, and return (once)."""
         if self.exclusive_store:
             self.reclaim_abandoned()
         emitter_thread = threading.Thread(target=self._emit_loop, name="edp-emitter", daemon=True)
