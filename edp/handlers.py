@@ -28,8 +28,10 @@ from edp.publisher import Publisher, PublishReport, publish_pending
 from edp.settings import Settings, redact_url
 from edp.store import BatchStore, open_store
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "edp"))
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "EDP"), service="edp")
+# Powertools reads its own variables; these defaults only matter outside the stack (tests, local).
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "edp")
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "EDP"), service=SERVICE)
 
 
 @dataclass
@@ -197,4 +199,6 @@ def _dimensioned(name: str, dimension: str, value_name: str, value: int) -> None
         value=value,
         namespace=metrics.namespace,
     ) as metric:
+        # The same `service` dimension as every other metric, so a dashboard can filter by stack.
+        metric.add_dimension(name="service", value=SERVICE)
         metric.add_dimension(name=dimension, value=value_name)
