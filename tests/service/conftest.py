@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
-
-HERE = Path(__file__).parent
+from service_processes import EdpRun
 
 
 @pytest.fixture(scope="session")
@@ -39,51 +34,6 @@ def moto_endpoint(moto_server: str) -> str:
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
     return moto_server
-
-
-class EdpRun:
-    """`edp run` in a child process (the real CLI, signals and all), its stderr kept in a file."""
-
-    def __init__(
-        self,
-        args: list[str],
-        log: Path,
-        *,
-        script: Path | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.log = log
-        command = [sys.executable, str(script)] if script else [sys.executable, "-m", "edp.cli"]
-        self._log_file = log.open("w", encoding="utf-8")
-        self.process = subprocess.Popen(
-            [*command, "run", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=self._log_file,
-            cwd=HERE,
-            env={**os.environ, **(env or {})},
-        )
-
-    def stderr(self) -> str:
-        return self.log.read_text(encoding="utf-8")
-
-    def wait_for_line(self, text: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.stderr():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"`edp run` never logged {text!r}:\n{self.stderr()}")
-            time.sleep(0.05)
-
-    def wait(self, timeout: float = 15.0) -> int:
-        try:
-            return self.process.wait(timeout)
-        finally:
-            self._log_file.close()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log_file.close()
 
 
 @pytest.fixture

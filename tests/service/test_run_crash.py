@@ -12,9 +12,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import HERE, EdpRun
 from helpers import load_event
 from service_aws import REGION, Pipeline, build_pipeline
+from service_processes import HERE, EdpRun
 
 CRASHING_RUN = HERE / "crashing_edp_run.py"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EdpRun
 from service_aws import REGION, Pipeline, build_pipeline
+from service_processes import EdpRun
 
 from edp.clock import whole_seconds
 from edp.store.sqlite import SqliteStore
