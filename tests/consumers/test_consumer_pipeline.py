@@ -271,3 +271,52 @@ def test_separate_registry_redelivery_neither_hashes_nor_copies(
     forbid_hashing(monkeypatch)
     assert package_prefix(event, settings).status == "unchanged"
     assert len(world.s3.list_object_versions(Bucket=registry)["Versions"]) == versions_before
+
+
+SHARE = "arn:aws:storagegateway:us-east-1:123456789012:share/share-1A2B3C4D"
+
+
+def test_file_gateway_is_refreshed_after_a_push_and_a_failure_is_alerted_not_fatal(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from consumers.clients import Clients
+
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    gateway = boto3.client("storagegateway")
+    settings = make_settings(
+        default_metadata=GOOD_META, file_share_arns=(SHARE,), gateway_max_attempts=1
+    )
+    with Stubber(gateway) as stubber:
+        stubber.add_response(
+            "refresh_cache",
+            {"FileShareARN": SHARE, "NotificationId": "n-1"},
+            {"FileShareARN": SHARE, "FolderList": ["/genome-lab/exp-0042"], "Recursive": True},
+        )
+        outcome = package_prefix(
+            ReadyEvent(bucket=world.bucket, prefix=PREFIX),
+            settings,
+            clients=Clients(storagegateway=gateway),
+        )
+        stubber.assert_no_pending_responses()
+    assert outcome.status == "pushed" and world.alerts() == []
+
+    world.put(PREFIX, {"more.txt": "more"})
+    with Stubber(gateway) as stubber:
+        stubber.add_client_error(
+            "refresh_cache", "InvalidGatewayRequestException", "already refreshing"
+        )
+        outcome = package_prefix(
+            ReadyEvent(bucket=world.bucket, prefix=PREFIX),
+            settings,
+            clients=Clients(storagegateway=gateway),
+        )
+        stubber.assert_no_pending_responses()
+    assert outcome.status == "pushed"
+    assert "file gateway refresh failed" in outcome.message
+    [alert] = world.alerts()
+    assert alert["Subject"] == f"EDP: file gateway refresh failed for {NAME}"
+    assert SHARE in alert["Message"]
