@@ -13,7 +13,9 @@ from helpers import eb_event, jsonl, s3_record
 from edp.cli import main
 
 
-def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
     full_env = {**os.environ, **(env or {})}
@@ -39,7 +41,9 @@ def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> s
         ([], {"EDP_EVENTBRIDGE_KEYS_ENCODED": "perhaps"}, "EventBridgeKeysEncoded"),
     ],
 )
-def test_a_bad_setting_is_one_clear_line_and_exit_2(flags: list[str], env: dict[str, str], named: str) -> None:
+def test_a_bad_setting_is_one_clear_line_and_exit_2(
+    flags: list[str], env: dict[str, str], named: str
+) -> None:
     result = run_cli("simulate", *flags, stdin="", env=env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -47,7 +51,9 @@ def test_a_bad_setting_is_one_clear_line_and_exit_2(flags: list[str], env: dict[
     assert "secret" not in result.stderr
 
 
-def test_simulate_prints_full_eventbridge_events_in_order(capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_prints_full_eventbridge_events_in_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     stream = jsonl(
         eb_event("lab/exp-2/a.csv", 0),
         eb_event("lab/exp-1/a.csv", 0),
@@ -59,8 +65,20 @@ def test_simulate_prints_full_eventbridge_events_in_order(capsys: pytest.Capture
     events = [json.loads(line) for line in lines]
     assert [e["detail"]["prefix"] for e in events] == ["lab/exp-2/", "lab/exp-1/"]
     first = events[0]
-    assert set(first) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
-    assert first["source"] == "com.quiltdata.edp" and first["detail-type"] == "package-objects-ready"
+    assert set(first) == {
+        "version",
+        "id",
+        "detail-type",
+        "source",
+        "account",
+        "time",
+        "region",
+        "resources",
+        "detail",
+    }
+    assert (
+        first["source"] == "com.quiltdata.edp" and first["detail-type"] == "package-objects-ready"
+    )
     assert first["time"] == "2022-12-08T20:01:00Z" and events[1]["time"] == "2022-12-08T20:01:02Z"
     assert first["resources"] == ["arn:aws:s3:::bkt"]
     assert first["detail"]["version"] == "0.1" and first["detail"]["bucket"] == "bkt"
@@ -85,7 +103,9 @@ def test_simulate_reports_bad_lines_with_their_number_and_keeps_the_rest() -> No
     assert event["detail"]["count"] == 2
 
 
-def test_simulate_is_identical_in_one_chunk_or_many(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_is_identical_in_one_chunk_or_many(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     stream = jsonl(*[eb_event(f"p{i % 7}/x/{i}", i * 13) for i in range(300)])
     path = _write(stream)
     args = ["simulate", str(path), "--threshold-duration", "40", "--threshold-count", "9"]
@@ -98,14 +118,24 @@ def test_simulate_is_identical_in_one_chunk_or_many(monkeypatch: pytest.MonkeyPa
 
 def test_status_shows_open_batches_and_counters(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/s.db"
-    stream = jsonl(eb_event("a/b/1", 0), eb_event("x.csv", 0), eb_event("a/b/1", 1, sequencer="01"), eb_event("a/b/1", 2, sequencer="01"))
+    stream = jsonl(
+        eb_event("a/b/1", 0),
+        eb_event("x.csv", 0),
+        eb_event("a/b/1", 1, sequencer="01"),
+        eb_event("a/b/1", 2, sequencer="01"),
+    )
     # A huge duration keeps the batch open after the stream ends... until "after the last event".
     run_cli("simulate", "-", "--db", db, "--threshold-duration", "100000000", stdin=stream)
     table = run_cli("status", "--db", db)
     assert table.returncode == 0
     assert "Open batches: 0" in table.stdout and "dropped (too-shallow)" in table.stdout
     data = json.loads(run_cli("status", "--db", db, "--json").stdout)
-    assert data["counters"] == {"accepted": 2, "duplicate": 1, "dropped:too-shallow": 1, "emitted:duration": 1}
+    assert data["counters"] == {
+        "accepted": 2,
+        "duplicate": 1,
+        "dropped:too-shallow": 1,
+        "emitted:duration": 1,
+    }
     assert data["pending_publish"] == 0
 
 
@@ -117,7 +147,9 @@ def test_status_lists_an_open_batch(tmp_path: Path) -> None:
 
     db = f"sqlite:///{tmp_path}/s.db"
     store = open_store(db)
-    Emitter(Settings(database_url=db), store).ingest([parse_message(eb_event("lab/run-9/a.csv", 0))], arrived=None)
+    Emitter(Settings(database_url=db), store).ingest(
+        [parse_message(eb_event("lab/run-9/a.csv", 0))], arrived=None
+    )
     store.close()
     result = run_cli("status", "--db", db)
     assert "lab/run-9/" in result.stdout and "DUE IN" in result.stdout
@@ -134,7 +166,8 @@ def test_every_command_has_help() -> None:
 def _write(text: str) -> Path:
     import tempfile
 
-    handle = tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8")
-    handle.write(text)
-    handle.close()
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".jsonl", delete=False, encoding="utf-8"
+    ) as handle:
+        handle.write(text)
     return Path(handle.name)

@@ -20,7 +20,10 @@ INSTRUMENT_KEY = "sequencer-1/exp 42/run+1/reads R1.fastq.gz"
         ("eventbridge_object_deleted", [("deleted", INSTRUMENT_KEY)]),
         (
             "s3_notification_put",
-            [("created", "sequencer-1/exp-7/sample sheet.csv"), ("created", "sequencer-1/exp-7/échantillon #1.bam")],
+            [
+                ("created", "sequencer-1/exp-7/sample sheet.csv"),
+                ("created", "sequencer-1/exp-7/échantillon #1.bam"),
+            ],
         ),
         ("s3_notification_delete", [("deleted", "sequencer-1/exp-7/sample sheet.csv")]),
         (
@@ -33,11 +36,17 @@ INSTRUMENT_KEY = "sequencer-1/exp 42/run+1/reads R1.fastq.gz"
         ),
         (
             "lambda_sqs_of_sns",
-            [("created", "sequencer-1/exp-7/sample sheet.csv"), ("created", "sequencer-1/exp-7/échantillon #1.bam")],
+            [
+                ("created", "sequencer-1/exp-7/sample sheet.csv"),
+                ("created", "sequencer-1/exp-7/échantillon #1.bam"),
+            ],
         ),
         (
             "sns_notification_s3",
-            [("created", "sequencer-1/exp-7/sample sheet.csv"), ("created", "sequencer-1/exp-7/échantillon #1.bam")],
+            [
+                ("created", "sequencer-1/exp-7/sample sheet.csv"),
+                ("created", "sequencer-1/exp-7/échantillon #1.bam"),
+            ],
         ),
         ("lambda_sns_event", [("created", INSTRUMENT_KEY)]),
     ],
@@ -64,7 +73,9 @@ def test_sqs_message_as_received_by_a_service_is_recognised() -> None:
 
 def test_test_events_and_other_types_are_ignored_and_counted() -> None:
     assert dict(parse_message(load_event("s3_test_event")).ignored) == {"test-event": 1}
-    assert dict(parse_message(load_event("eventbridge_object_restore")).ignored) == {"ignored-type": 1}
+    assert dict(parse_message(load_event("eventbridge_object_restore")).ignored) == {
+        "ignored-type": 1
+    }
     tagging = {**s3_record("a/b/c"), "eventName": "ObjectTagging:Put"}
     assert dict(parse_message({"Records": [tagging]}).ignored) == {"ignored-type": 1}
 
@@ -104,32 +115,65 @@ def test_unicode_and_maximum_length_keys() -> None:
         ('{"hello": "world"}', "unknown event shape"),
         ({"Records": "nope"}, "Records: expected a list"),
         ({"Records": [{"eventSource": "aws:kinesis"}]}, "unknown record"),
-        ({"source": "aws.s3", "detail-type": "Object Created", "time": "2022-12-08T20:00:00Z"}, "missing detail"),
         (
-            {"source": "aws.s3", "detail-type": "Object Created", "time": "2022-12-08T20:00:00Z", "detail": {"object": {"key": "a/b/c"}}},
+            {"source": "aws.s3", "detail-type": "Object Created", "time": "2022-12-08T20:00:00Z"},
+            "missing detail",
+        ),
+        (
+            {
+                "source": "aws.s3",
+                "detail-type": "Object Created",
+                "time": "2022-12-08T20:00:00Z",
+                "detail": {"object": {"key": "a/b/c"}},
+            },
             "missing bucket",
         ),
         (
-            {"source": "aws.s3", "detail-type": "Object Created", "time": "2022-12-08T20:00:00Z", "detail": {"bucket": {"name": "b"}, "object": {}}},
+            {
+                "source": "aws.s3",
+                "detail-type": "Object Created",
+                "time": "2022-12-08T20:00:00Z",
+                "detail": {"bucket": {"name": "b"}, "object": {}},
+            },
             "missing key",
         ),
         (
-            {"source": "aws.s3", "detail-type": "Object Created", "time": "2022-12-08T20:00:00Z", "detail": {"bucket": {"name": "b"}, "object": {"key": 7}}},
+            {
+                "source": "aws.s3",
+                "detail-type": "Object Created",
+                "time": "2022-12-08T20:00:00Z",
+                "detail": {"bucket": {"name": "b"}, "object": {"key": 7}},
+            },
             "key: expected a non-empty string",
         ),
         (
-            {"source": "aws.s3", "detail-type": "Object Created", "time": "yesterday", "detail": {"bucket": {"name": "b"}, "object": {"key": "a/b/c"}}},
+            {
+                "source": "aws.s3",
+                "detail-type": "Object Created",
+                "time": "yesterday",
+                "detail": {"bucket": {"name": "b"}, "object": {"key": "a/b/c"}},
+            },
             "not an RFC 3339 time",
         ),
         (
-            {"source": "aws.s3", "detail-type": "Object Created", "time": "2022-12-08T20:00:00Z", "detail": {"bucket": {"name": "b"}, "object": {"key": "a/b/c", "size": "big"}}},
+            {
+                "source": "aws.s3",
+                "detail-type": "Object Created",
+                "time": "2022-12-08T20:00:00Z",
+                "detail": {"bucket": {"name": "b"}, "object": {"key": "a/b/c", "size": "big"}},
+            },
             "size: expected a whole number",
         ),
         ({"Records": [{**s3_record("a/b/c"), "eventTime": None}]}, "eventTime: missing"),
         ({"Type": "Notification", "Message": "{oops"}, "Message: not JSON"),
-        ({"Records": [{"messageId": "1", "eventSource": "aws:sqs", "body": 5}]}, "body: expected a JSON string"),
+        (
+            {"Records": [{"messageId": "1", "eventSource": "aws:sqs", "body": 5}]},
+            "body: expected a JSON string",
+        ),
     ],
 )
-def test_bad_input_is_rejected_with_an_error_naming_what_is_wrong(message: object, error: str) -> None:
+def test_bad_input_is_rejected_with_an_error_naming_what_is_wrong(
+    message: object, error: str
+) -> None:
     with pytest.raises(BadEventError, match=error):
         parse_message(message)  # type: ignore[arg-type]

@@ -42,11 +42,15 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
         sqs = boto3.client("sqs")
         events.create_event_bus(Name=BUS)
         queue_url = sqs.create_queue(QueueName="ready")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
         events.put_rule(
             Name="ready",
             EventBusName=BUS,
-            EventPattern=json.dumps({"source": ["com.quiltdata.edp"], "detail-type": ["package-objects-ready"]}),
+            EventPattern=json.dumps(
+                {"source": ["com.quiltdata.edp"], "detail-type": ["package-objects-ready"]}
+            ),
         )
         events.put_targets(Rule="ready", EventBusName=BUS, Targets=[{"Id": "q", "Arn": queue_arn}])
         clock = FixedClock(T0)
@@ -57,7 +61,11 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
 
 
 def received(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    messages = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10).get("Messages", [])
+    messages = (
+        aws["sqs"]
+        .receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10)
+        .get("Messages", [])
+    )
     return [json.loads(m["Body"]) for m in messages]
 
 
@@ -71,10 +79,16 @@ def test_store_in_db_reports_only_the_bad_message_and_stores_the_rest(aws: dict[
     assert response == {"batchItemFailures": [{"itemIdentifier": "bad-one"}]}
     # Three good events: two in sequencer-1/exp-7/ (count 2 -> published now), one open.
     (ready,) = received(aws)
-    assert ready["source"] == "com.quiltdata.edp" and ready["detail-type"] == "package-objects-ready"
+    assert (
+        ready["source"] == "com.quiltdata.edp" and ready["detail-type"] == "package-objects-ready"
+    )
     assert ready["resources"] == ["arn:aws:s3:::instrument-bucket"]
     detail = ready["detail"]
-    assert (detail["version"], detail["bucket"], detail["prefix"]) == ("0.1", "instrument-bucket", "sequencer-1/exp-7/")
+    assert (detail["version"], detail["bucket"], detail["prefix"]) == (
+        "0.1",
+        "instrument-bucket",
+        "sequencer-1/exp-7/",
+    )
     assert (detail["count"], detail["trigger"]) == (2, "count")
     open_batches = handlers.runtime().store.open_batches()
     assert [b.prefix for b in open_batches] == ["sequencer-1/exp 42/"]
@@ -97,7 +111,10 @@ def test_direct_eventbridge_invocation_then_emit_event_on_schedule(aws: dict[str
     summary = handlers.emit_event({"source": "aws.events"}, LambdaContext())
     assert summary["closed"] == 1 and summary["published"] == 1 and summary["open"] == 0
     (ready,) = received(aws)
-    assert ready["detail"]["prefix"] == "sequencer-1/exp 42/" and ready["detail"]["trigger"] == "duration"
+    assert (
+        ready["detail"]["prefix"] == "sequencer-1/exp 42/"
+        and ready["detail"]["trigger"] == "duration"
+    )
     # Nothing is sent twice.
     assert handlers.emit_event({}, LambdaContext())["published"] == 0
     assert received(aws) == []
@@ -112,5 +129,7 @@ def test_a_direct_bad_event_raises_a_clear_error(aws: dict[str, Any]) -> None:
 
 def test_importing_the_handlers_does_not_load_quilt3_or_psycopg() -> None:
     code = "import sys, edp.handlers; print(sorted(m for m in sys.modules if m.split('.')[0] in ('quilt3', 'psycopg', 'moto')))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

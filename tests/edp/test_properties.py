@@ -29,12 +29,17 @@ RULES = {"threshold_count": 3, "threshold_duration": 120}
 
 
 def build_stream(steps: list[tuple[int, int, str, int, int, bool]]) -> list[dict[str, Any]]:
-    events, now, counter = [], 0, 0
-    for prefix, key, kind, delta, seq, dup in steps:
+    events, now = [], 0
+    for counter, (prefix, key, kind, delta, seq, dup) in enumerate(steps, start=1):
         now = max(0, now + delta)
-        counter += 1
         sequencer = f"{counter:08X}" if seq else None
-        event = eb_event(f"lab/p{prefix}/f{key}.csv", now, kind=kind, sequencer=sequencer, event_id=f"ev-{counter}")
+        event = eb_event(
+            f"lab/p{prefix}/f{key}.csv",
+            now,
+            kind=kind,
+            sequencer=sequencer,
+            event_id=f"ev-{counter}",
+        )
         events.append(event)
         if dup:
             events.append(event)
@@ -50,7 +55,10 @@ def run(events: list[dict[str, Any]], url: str, chunk: int | None = None) -> lis
     if chunk is not None:
         sim.CHUNK_EVENTS = chunk
     try:
-        assert simulate(jsonl(*events), Emitter(Settings(database_url=url, **RULES), store), out, err) == 0
+        assert (
+            simulate(jsonl(*events), Emitter(Settings(database_url=url, **RULES), store), out, err)
+            == 0
+        )
         assert store.open_batches() == []
         counters = store.counters()
     finally:
@@ -62,7 +70,9 @@ def run(events: list[dict[str, Any]], url: str, chunk: int | None = None) -> lis
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(step, min_size=1, max_size=60))
-def test_invariants_and_backend_equivalence(steps: list[tuple[int, int, str, int, int, bool]]) -> None:
+def test_invariants_and_backend_equivalence(
+    steps: list[tuple[int, int, str, int, int, bool]],
+) -> None:
     events = build_stream(steps)
     memory = run(events, "memory://")
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +81,9 @@ def test_invariants_and_backend_equivalence(steps: list[tuple[int, int, str, int
     assert sqlite == memory
     counters, emitted = memory[0]["counters"], memory[1:]
     # No event counted twice: every delivery is accepted, a duplicate or stale, exactly once.
-    assert counters.get("accepted", 0) + counters.get("duplicate", 0) + counters.get("stale", 0) == len(events)
+    assert counters.get("accepted", 0) + counters.get("duplicate", 0) + counters.get(
+        "stale", 0
+    ) == len(events)
     # Every batch that changed is emitted exactly once by the end of the stream.
     ids = [e["detail"]["batch_id"] for e in emitted]
     assert len(ids) == len(set(ids))

@@ -20,7 +20,8 @@ from edp.store.memory import MemoryStore
 
 def emissions(n: int) -> list[Emission]:
     return [
-        Emission(f"id-{i:03d}", "bkt", f"p/{i:03d}/", 1, "count", at(i), at(0), at(i)) for i in range(n)
+        Emission(f"id-{i:03d}", "bkt", f"p/{i:03d}/", 1, "count", at(i), at(0), at(i))
+        for i in range(n)
     ]
 
 
@@ -61,8 +62,12 @@ def test_entries_still_failing_after_every_attempt_stay_in_the_outbox() -> None:
     clock = FixedClock(at(100))
     with Stubber(client) as stub:
         for _ in range(3):
-            stub.add_client_error("put_events", service_error_code="ThrottlingException", http_status_code=400)
-        report = publish_pending(store, Publisher(lambda: client, "bus", sleep=lambda s: None, max_attempts=3), clock)
+            stub.add_client_error(
+                "put_events", service_error_code="ThrottlingException", http_status_code=400
+            )
+        report = publish_pending(
+            store, Publisher(lambda: client, "bus", sleep=lambda s: None, max_attempts=3), clock
+        )
         stub.assert_no_pending_responses()
     assert report.published == [] and sorted(report.failed) == ["id-000", "id-001"]
     assert store.pending_count() == 2
@@ -88,9 +93,15 @@ def test_sns_gets_the_whole_event_when_a_topic_is_set() -> None:
     sns, sqs, events = boto3.client("sns"), boto3.client("sqs"), boto3.client("events")
     topic = sns.create_topic(Name="edp")["TopicArn"]
     queue = sqs.create_queue(QueueName="sub")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
-    report = Publisher(lambda: events, "default", sns_client=lambda: sns, topic_arn=topic).publish(emissions(1))
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    report = Publisher(lambda: events, "default", sns_client=lambda: sns, topic_arn=topic).publish(
+        emissions(1)
+    )
     assert report.published == ["id-000"] and report.sns_failures == 0
     (message,) = sqs.receive_message(QueueUrl=queue)["Messages"]
     body = json.loads(message["Body"])
