@@ -28,6 +28,32 @@ SUMMARIZE_FILE = "quilt_summarize.json"
 MetadataHook = Callable[[ReadyEvent], dict[str, Any]]
 
 
+_NOT_CHECKED: Any = object()
+
+
+class CheckedPackage(quilt3.Package):
+    """A ``quilt3.Package`` whose workflow check can be done once, before ``push``.
+
+    ``push`` validates against the registry's workflow (loading its config and schemas) every
+    time. The consumer validates first, to tell workflow rejections from other failures and to
+    predict the top hash; setting :attr:`checked_workflow` to the result of that check (quilt3's
+    ``workflows.validate``: the workflow record, or ``None`` for none) makes ``push`` use it
+    instead of checking again. Left unset, ``push`` behaves exactly like quilt3's.
+    """
+
+    checked_workflow: Any = _NOT_CHECKED
+
+    def _validate_with_workflow(
+        self, *, registry: Any, workflow: Any, name: str, message: Any
+    ) -> None:
+        if self.checked_workflow is _NOT_CHECKED:
+            super()._validate_with_workflow(
+                registry=registry, workflow=workflow, name=name, message=message
+            )
+        else:
+            self._workflow = self.checked_workflow
+
+
 @dataclass
 class BuiltPackage:
     """A package ready to validate and push, with what went into it.
@@ -36,7 +62,7 @@ class BuiltPackage:
     not a JSON object): such a package is quarantined, not retried.
     """
 
-    package: quilt3.Package
+    package: CheckedPackage
     metadata: dict[str, Any]
     objects: dict[str, ObjectVersion]
     ignored: list[str]
@@ -101,7 +127,7 @@ def build_package(
             raise ValueError("settings.date_key is set: package_prefix needs a clock")
         meta[settings.date_key] = clock().date().isoformat()
 
-    package = quilt3.Package()
+    package = CheckedPackage()
     kept: dict[str, ObjectVersion] = {}
     ignored, skipped = [], []
     for logical_key, obj in by_logical_key.items():

@@ -111,6 +111,7 @@ def package_prefix(
                     return PackageOutcome(
                         "unchanged", name, registry, predicted, "same as latest revision"
                     )
+            built.package.checked_workflow = workflow_data  # push need not load it again
             pushed = _push(built, settings, registry, name, event)
             top_hash = str(pushed.top_hash)
             _save_sources(clients, registry, name, top_hash, built, pushed, event)
@@ -186,8 +187,6 @@ def _push(
             force=True,
             dedupe=True,
         )
-    except quilt3.workflows.WorkflowErrorBase as err:  # the config changed since _validate
-        raise WorkflowRejection(str(err)) from err
     except Exception as err:  # quilt3 raises a zoo of types; all are worth a retry here
         raise PackagingError(f"could not push package {name} to s3://{registry}: {err}") from err
     logger.info(

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Any
 
 import quilt3
 
+from consumers.building import CheckedPackage
 from consumers.errors import QuarantineError
 
 QUARANTINE_README = "README.md"
-
-
-class UnvalidatedPackage(quilt3.Package):
-    """A package pushed with no workflow check at all.
-
-    quilt3 offers no way to skip a registry's workflow when the registry requires one
-    (``workflow=None`` is refused by ``is_workflow_required`` and by a registry without a
-    config). A quarantine must accept whatever failed elsewhere, so this subclass skips the check.
-    """
-
-    def _validate_with_workflow(
-        self, *, registry: Any, workflow: Any, name: str, message: Any
-    ) -> None:
-        self._workflow = None
 
 
 def quarantine_readme(*, package_name: str, source: str, workflow: str | None, error: str) -> str:
@@ -49,7 +35,10 @@ def push_to_quarantine(
 
     Returns the quarantined revision's top hash; raises :class:`QuarantineError` with the cause.
     """
-    quarantined = UnvalidatedPackage()
+    # The quarantine must accept whatever failed elsewhere: no workflow check at all. quilt3 has
+    # no way to skip a registry's workflow when it requires one (``workflow=None`` is refused).
+    quarantined = CheckedPackage()
+    quarantined.checked_workflow = None
     for logical_key, entry in package.walk():
         if logical_key != QUARANTINE_README:
             quarantined.set(logical_key, entry)

@@ -102,14 +102,25 @@ class World:
             return None
         return str(body.decode())
 
-    def revisions(self, name: str, bucket: str | None = None) -> list[str]:
-        """Timestamped revision pointers of ``name`` (``latest`` excluded)."""
-        response = self.s3.list_objects_v2(
-            Bucket=bucket or self.bucket, Prefix=f".quilt/named_packages/{name}/"
+    def revisions(self, name: str, bucket: str | None = None) -> set[str]:
+        """Top hashes of every revision of ``name`` ever written.
+
+        quilt3 names revision pointers by the second, so two pushes within a second share a
+        pointer key: its object versions (the buckets are versioned) keep them all.
+        """
+        bucket = bucket or self.bucket
+        response = self.s3.list_object_versions(
+            Bucket=bucket, Prefix=f".quilt/named_packages/{name}/"
         )
-        return [
-            obj["Key"] for obj in response.get("Contents", []) if not obj["Key"].endswith("/latest")
-        ]
+        return {
+            self.s3.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])[
+                "Body"
+            ]
+            .read()
+            .decode()
+            for version in response.get("Versions", [])
+            if not version["Key"].endswith("/latest")
+        }
 
     def install_workflow(self, bucket: str | None = None) -> None:
         from consumers.install_workflows import install, plan_install
