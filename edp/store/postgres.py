@@ -112,7 +112,7 @@ OUTBOX_COLUMNS = (
     "batch_id, bucket, prefix, count, trigger, emitted_at, first_event_time, last_event_time"
 )
 # (bucket, prefix) pairs passed as two parallel arrays.
-PAIRS = "unnest(%s::text[], %s::text[])"
+PAIRS = "unnest(%b::text[], %b::text[])"
 
 # ---- statements ------------------------------------------------------------------------------
 ADD_PLACES = (
@@ -128,25 +128,25 @@ LOAD_BATCHES = (
     f"WHERE (bucket, prefix) IN (SELECT b, p FROM {PAIRS} AS u(b, p))"
 )
 LOAD_MEMBERS = (
-    "SELECT m.batch_id, m.key FROM unnest(%s::text[], %s::text[]) AS u(b, k) "
+    "SELECT m.batch_id, m.key FROM unnest(%b::text[], %b::text[]) AS u(b, k) "
     "JOIN members m ON m.batch_id = u.b AND m.key = u.k"
 )
 LOAD_SEQUENCERS = (
-    "SELECT s.bucket, s.key, s.sequencer FROM unnest(%s::text[], %s::text[]) AS u(b, k) "
+    "SELECT s.bucket, s.key, s.sequencer FROM unnest(%b::text[], %b::text[]) AS u(b, k) "
     "JOIN sequencers s ON s.bucket = u.b AND s.key = u.k"
 )
 LOAD_SEEN = (
-    "SELECT identity FROM seen WHERE identity = ANY(%s::text[]) "
+    "SELECT identity FROM seen WHERE identity = ANY(%b::text[]) "
     "AND (expires_at IS NULL OR expires_at > %s)"
 )
 DELETE_BATCHES = (
-    "DELETE FROM batches b USING unnest(%s::text[], %s::text[], %s::text[]) AS u(bk, px, id) "
+    "DELETE FROM batches b USING unnest(%b::text[], %b::text[], %b::text[]) AS u(bk, px, id) "
     "WHERE b.bucket = u.bk AND b.prefix = u.px AND b.batch_id = u.id"
 )
 UPSERT_BATCHES = (
     f"INSERT INTO batches ({BATCH_COLUMNS}) SELECT * FROM unnest("
-    "%s::text[], %s::text[], %s::text[], %s::int[], %s::bool[], "
-    "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+    "%b::text[], %b::text[], %b::text[], %b::int[], %b::bool[], "
+    "%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[]) "
     "ON CONFLICT (bucket, prefix) DO UPDATE SET batch_id = excluded.batch_id, "
     "count = excluded.count, changed = excluded.changed, "
     "first_activity = excluded.first_activity, last_activity = excluded.last_activity, "
@@ -154,37 +154,37 @@ UPSERT_BATCHES = (
     "due_at = excluded.due_at"
 )
 ADD_MEMBERS = (
-    "INSERT INTO members (batch_id, key) SELECT * FROM unnest(%s::text[], %s::text[]) "
+    "INSERT INTO members (batch_id, key) SELECT * FROM unnest(%b::text[], %b::text[]) "
     "ON CONFLICT DO NOTHING"
 )
 REMOVE_MEMBERS = (
-    "DELETE FROM members m USING unnest(%s::text[], %s::text[]) AS u(b, k) "
+    "DELETE FROM members m USING unnest(%b::text[], %b::text[]) AS u(b, k) "
     "WHERE m.batch_id = u.b AND m.key = u.k"
 )
 UPSERT_SEEN = (
     "INSERT INTO seen (identity, batch_id, expires_at) "
-    "SELECT i, b, NULL FROM unnest(%s::text[], %s::text[]) AS u(i, b) "
+    "SELECT i, b, NULL FROM unnest(%b::text[], %b::text[]) AS u(i, b) "
     "ON CONFLICT (identity) DO UPDATE SET batch_id = excluded.batch_id, expires_at = NULL"
 )
 UPSERT_SEQUENCERS = (
     "INSERT INTO sequencers (bucket, key, sequencer, updated_at) "
-    "SELECT b, k, s, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(b, k, s) "
+    "SELECT b, k, s, %s FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(b, k, s) "
     "ON CONFLICT (bucket, key) DO UPDATE SET sequencer = excluded.sequencer, "
     "updated_at = excluded.updated_at"
 )
-CLOSED_MEMBERS = "DELETE FROM members WHERE batch_id = ANY(%s::text[])"
+CLOSED_MEMBERS = "DELETE FROM members WHERE batch_id = ANY(%b::text[])"
 EXPIRE_SEEN = (
-    "UPDATE seen s SET expires_at = u.e FROM unnest(%s::text[], %s::bigint[]) AS u(b, e) "
+    "UPDATE seen s SET expires_at = u.e FROM unnest(%b::text[], %b::bigint[]) AS u(b, e) "
     "WHERE s.batch_id = u.b"
 )
 ADD_OUTBOX = (
     f"INSERT INTO outbox ({OUTBOX_COLUMNS}) SELECT * FROM unnest("
-    "%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], "
-    "%s::bigint[], %s::bigint[], %s::bigint[]) ON CONFLICT (batch_id) DO NOTHING"
+    "%b::text[], %b::text[], %b::text[], %b::int[], %b::text[], "
+    "%b::bigint[], %b::bigint[], %b::bigint[]) ON CONFLICT (batch_id) DO NOTHING"
 )
 ADD_COUNTERS = (
     "INSERT INTO counters (name, shard, value) "
-    "SELECT n, %s, v FROM unnest(%s::text[], %s::bigint[]) AS u(n, v) "
+    "SELECT n, %s, v FROM unnest(%b::text[], %b::bigint[]) AS u(n, v) "
     'ORDER BY n COLLATE "C" '
     "ON CONFLICT (name, shard) DO UPDATE SET value = counters.value + excluded.value"
 )
@@ -673,7 +673,7 @@ class PostgresStore(BatchStore):
         self._run(
             lambda conn: conn.execute(
                 "UPDATE outbox SET published_at = %s, claimed_until = NULL "
-                "WHERE batch_id = ANY(%s::text[])",
+                "WHERE batch_id = ANY(%b::text[])",
                 (to_micros(now), ids),
             ),
             what="mark batches published",
@@ -690,7 +690,7 @@ class PostgresStore(BatchStore):
         self._run(
             lambda conn: conn.execute(
                 "UPDATE outbox SET claimed_until = NULL "
-                "WHERE batch_id = ANY(%s::text[]) AND published_at IS NULL",
+                "WHERE batch_id = ANY(%b::text[]) AND published_at IS NULL",
                 (ids,),
             ),
             what="release claimed batches",
