@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -259,6 +260,11 @@ def emission_from_row(row: Sequence[Any]) -> Emission:
     )
 
 
+def display_url(url: str) -> str:
+    """The URL with its password masked, in the user part and in a ``password=`` parameter."""
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", redact_url(url), flags=re.IGNORECASE)
+
+
 def unzip(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     firsts: list[str] = []
     seconds: list[str] = []
@@ -329,7 +335,7 @@ class PostgresStore(BatchStore):
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = redact_url(url)  # the only form of the URL that is ever shown
+        self.url = display_url(url)  # the only form of the URL that is ever shown
         self._conninfo = url
         self._secret_arn = secret_arn
         self._secrets_client_factory = secrets_client_factory

@@ -176,6 +176,18 @@ def test_the_password_in_the_url_never_shows(pg_url: str, caplog: pytest.LogCapt
     assert PASSWORD not in caplog.text
 
 
+def test_a_password_parameter_in_the_query_never_shows(pg_url: str) -> None:
+    store = open_store(f"{pg_url}&password={PASSWORD}")
+    try:
+        assert "password=***" in store.url
+        assert PASSWORD not in repr(store)
+    finally:
+        store.close()
+    with pytest.raises(StoreError) as caught:
+        open_store(f"{pg_url}&password={PASSWORD}&port=1")
+    assert PASSWORD not in full_text(caught.value)
+
+
 @pytest.fixture
 def secret(pg_database: str) -> Iterator[tuple[str, dict[str, Any]]]:
     parts = urlsplit(pg_database)
