@@ -85,6 +85,17 @@ def package_prefix(
             event, settings, s3=clients.s3, workdir=workdir, metadata=metadata, clock=clock
         )
         latest = load_latest_revision(clients.s3, registry, name)
+        if not built.objects:
+            # All deleted (or all ignored): a package of extras alone would only write them
+            # back into an emptied prefix. The latest revision, if any, stays as it is.
+            logger.info("prefix empty", extra={"package": name, "ignored": len(built.ignored)})
+            return PackageOutcome(
+                "unchanged",
+                name,
+                registry,
+                latest.top_hash if latest is not None else None,
+                f"nothing to package in {event.s3_url}",
+            )
         missing = reuse_hashes(built.package, built.objects, latest)
         logger.info(
             "package built",

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import World
-from consumer_helpers import load_event
+from consumer_helpers import World, load_event
 
 from consumers.auto_package import handler
 from consumers.quilt_env import quilt_environment

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from conftest import World
+from consumer_helpers import World
 
 from consumers.events import parse_ready_events
 from consumers.pipeline import package_prefix

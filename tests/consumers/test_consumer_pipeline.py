@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import World
+from consumer_helpers import World
 
 from consumers.events import ReadyEvent
 from consumers.pipeline import package_prefix
@@ -320,3 +320,19 @@ def test_file_gateway_is_refreshed_after_a_push_and_a_failure_is_alerted_not_fat
     [alert] = world.alerts()
     assert alert["Subject"] == f"EDP: file gateway refresh failed for {NAME}"
     assert SHARE in alert["Message"]
+
+
+def test_an_emptied_prefix_writes_nothing(world: World, make_settings: Callable[..., Any]) -> None:
+    world.install_workflow()
+    world.put(PREFIX, {"a.txt": "a"})
+    settings = make_settings(default_metadata=GOOD_META)
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+    first = package_prefix(event, settings)
+    for key in (f"{PREFIX}a.txt", f"{PREFIX}README.md", f"{PREFIX}.quiltignore"):
+        world.s3.delete_object(Bucket=world.bucket, Key=key)
+
+    outcome = package_prefix(event, settings)
+
+    assert outcome.status == "unchanged" and outcome.top_hash == first.top_hash
+    assert "nothing to package" in outcome.message
+    assert world.s3.list_objects_v2(Bucket=world.bucket, Prefix=PREFIX).get("KeyCount") == 0
