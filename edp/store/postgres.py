@@ -78,11 +78,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE members (
         batch_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (batch_id, key)
     );
-    CREATE TABLE seen (
-        identity TEXT PRIMARY KEY, batch_id TEXT NOT NULL, expires_at BIGINT
-    );
+    CREATE TABLE seen (identity TEXT PRIMARY KEY, batch_id TEXT NOT NULL);
     CREATE INDEX seen_batch ON seen (batch_id);
-    CREATE INDEX seen_expires ON seen (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE closed (batch_id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+    CREATE INDEX closed_expires ON closed (expires_at);
     CREATE TABLE sequencers (
         bucket TEXT NOT NULL, key TEXT NOT NULL, sequencer TEXT NOT NULL,
         updated_at BIGINT NOT NULL, PRIMARY KEY (bucket, key)
@@ -136,9 +135,10 @@ LOAD_SEQUENCERS = (
     "SELECT s.bucket, s.key, s.sequencer FROM unnest(%b::text[], %b::text[]) AS u(b, k) "
     "JOIN sequencers s ON s.bucket = u.b AND s.key = u.k"
 )
+# An identity counts while its batch is open, or closed less than the dedupe window ago.
 LOAD_SEEN = (
-    "SELECT identity FROM seen WHERE identity = ANY(%b::text[]) "
-    "AND (expires_at IS NULL OR expires_at > %s)"
+    "SELECT s.identity FROM seen s LEFT JOIN closed c ON c.batch_id = s.batch_id "
+    "WHERE s.identity = ANY(%b::text[]) AND (c.expires_at IS NULL OR c.expires_at > %s)"
 )
 DELETE_BATCHES = (
     "DELETE FROM batches b USING unnest(%b::text[], %b::text[], %b::text[]) AS u(bk, px, id) "
@@ -163,9 +163,8 @@ REMOVE_MEMBERS = (
     "WHERE m.batch_id = u.b AND m.key = u.k"
 )
 UPSERT_SEEN = (
-    "INSERT INTO seen (identity, batch_id, expires_at) "
-    "SELECT i, b, NULL FROM unnest(%b::text[], %b::text[]) AS u(i, b) "
-    "ON CONFLICT (identity) DO UPDATE SET batch_id = excluded.batch_id, expires_at = NULL"
+    "INSERT INTO seen (identity, batch_id) SELECT * FROM unnest(%b::text[], %b::text[]) "
+    "ON CONFLICT (identity) DO UPDATE SET batch_id = excluded.batch_id"
 )
 UPSERT_SEQUENCERS = (
     "INSERT INTO sequencers (bucket, key, sequencer, updated_at) "
@@ -174,9 +173,11 @@ UPSERT_SEQUENCERS = (
     "updated_at = excluded.updated_at"
 )
 CLOSED_MEMBERS = "DELETE FROM members WHERE batch_id = ANY(%b::text[])"
-EXPIRE_SEEN = (
-    "UPDATE seen s SET expires_at = u.e FROM unnest(%b::text[], %b::bigint[]) AS u(b, e) "
-    "WHERE s.batch_id = u.b"
+# The dedupe window of a closed batch's identities starts now: one row per batch, not one
+# update per identity (which made closing 1,000 batches cost a third of a second).
+ADD_CLOSED = (
+    "INSERT INTO closed (batch_id, expires_at) SELECT * FROM unnest(%b::text[], %b::bigint[]) "
+    "ON CONFLICT (batch_id) DO NOTHING"
 )
 ADD_OUTBOX = (
     f"INSERT INTO outbox ({OUTBOX_COLUMNS}) SELECT * FROM unnest("
@@ -207,8 +208,14 @@ CLAIM_OUTBOX = (
     f"FOR UPDATE SKIP LOCKED) RETURNING {OUTBOX_COLUMNS}"
 )
 PURGE_SEEN = (
-    "DELETE FROM seen WHERE ctid = ANY(ARRAY(SELECT ctid FROM seen "
-    "WHERE expires_at IS NOT NULL AND expires_at <= %s FOR UPDATE SKIP LOCKED))"
+    "DELETE FROM seen WHERE ctid = ANY(ARRAY(SELECT s.ctid FROM closed c "
+    "JOIN seen s ON s.batch_id = c.batch_id WHERE c.expires_at <= %s "
+    "FOR UPDATE OF s SKIP LOCKED))"
+)
+# A closed row goes only once no identity refers to it (a skipped one keeps it for next time).
+PURGE_CLOSED = (
+    "DELETE FROM closed c WHERE c.expires_at <= %s "
+    "AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.batch_id = c.batch_id)"
 )
 PURGE_SEQUENCERS = (
     "DELETE FROM sequencers WHERE ctid = ANY(ARRAY(SELECT ctid FROM sequencers "
@@ -609,7 +616,7 @@ class PostgresStore(BatchStore):
         window = rules.dedupe_window // timedelta(microseconds=1)
         ids = [e.batch_id for e in closed]
         conn.execute(CLOSED_MEMBERS, (ids,))
-        conn.execute(EXPIRE_SEEN, (ids, [to_micros(e.emitted_at) + window for e in closed]))
+        conn.execute(ADD_CLOSED, (ids, [to_micros(e.emitted_at) + window for e in closed]))
         conn.execute(
             ADD_OUTBOX,
             (
@@ -750,6 +757,7 @@ class PostgresStore(BatchStore):
         # SKIP LOCKED: purging never waits for (or deadlocks with) a writer using those rows.
         def work(conn: psycopg.Connection[Any]) -> int:
             removed = conn.execute(PURGE_SEEN, (to_micros(now),)).rowcount
+            conn.execute(PURGE_CLOSED, (to_micros(now),))
             removed += conn.execute(PURGE_SEQUENCERS, (to_micros(now - window),)).rowcount
             return int(removed)
 
