@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -65,15 +66,19 @@ def stream(size: int) -> list[RoutedEvent]:
     ]
 
 
-def play(store: BatchStore, events: list[RoutedEvent], pause: float = 0.0) -> list[Emission]:
+def play(
+    store: BatchStore,
+    events: list[RoutedEvent],
+    between: Callable[[int], None] = lambda chunk: None,
+) -> list[Emission]:
     emitted: list[Emission] = []
-    for start in range(0, len(events), CHUNK):
+    for number, start in enumerate(range(0, len(events), CHUNK)):
+        between(number)
         part = events[start : start + CHUNK]
         emitted += store.ingest(part, RULES).emissions
         emitted += store.close_due(part[-1].arrived, RULES)
         claimed = store.claim_pending(part[-1].arrived, timedelta(minutes=5))
         store.mark_published([e.batch_id for e in claimed], part[-1].arrived)
-        time.sleep(pause)
     end = events[-1].arrived + timedelta(hours=1)
     emitted += store.close_due(end, RULES)
     store.mark_published([e.batch_id for e in store.claim_pending(end, timedelta(minutes=5))], end)
@@ -90,14 +95,21 @@ def test_a_server_restart_mid_stream_loses_and_doubles_nothing(pg_url: str, pg_s
     restarted = threading.Event()
 
     def restart() -> None:
-        time.sleep(0.5)
         subprocess.run([*command, "restart"], check=True, capture_output=True, timeout=120)
         restarted.set()
 
     thread = threading.Thread(target=restart)
+
+    def between(chunk: int) -> None:
+        if chunk == 10:  # the restart starts while chunks keep coming...
+            thread.start()
+        elif 10 < chunk < 60:
+            time.sleep(0.01)
+        elif chunk == 60:  # ...and the rest of the stream comes after it, whatever the speed
+            restarted.wait(timeout=120)
+
     try:
-        thread.start()
-        emitted = play(store, events, pause=0.01)
+        emitted = play(store, events, between)
         thread.join(timeout=120)
         assert restarted.is_set(), "the restart did not finish during the stream"
         assert store.reconnects >= 1, "the stream finished before the restart hit it"
@@ -106,7 +118,8 @@ def test_a_server_restart_mid_stream_loses_and_doubles_nothing(pg_url: str, pg_s
         assert store.counters() == reference.counters()
         assert store.pending_count() == 0 and store.open_batches() == []
     finally:
-        thread.join(timeout=120)
+        if thread.is_alive():
+            thread.join(timeout=120)
         store.close()
         try:
             wait_until_up(pg_server, seconds=30)
