@@ -13,6 +13,8 @@ Concurrency, in short (docs/postgres.md has the long version):
 * The hot rows every transaction would touch are sharded: counters are kept per (name, shard) and
   the ingest clock per shard (``GREATEST`` of the old and new value), and the readers sum or take
   the maximum. Each store object writes one shard, so writers do not queue on a single row.
+* Closing a batch starts the dedupe window of its identities with one row in ``closed`` (not an
+  update of each identity); an identity counts while its batch is open or that row is recent.
 * One connection per store object, reused across Lambda invocations. When the server goes away
   (restart, failover) the store reconnects and runs the whole transaction again, once; when the
   connection died during COMMIT it first asks the server (``pg_xact_status``) whether that commit
@@ -453,10 +455,7 @@ class PostgresStore(BatchStore):
             reconnected = False
             rollbacks = 0
             while True:
-                try:
-                    conn = self._connection()
-                except StoreError:
-                    raise
+                conn = self._connection()  # StoreError when the server stays unreachable
                 xid: str | None = None
                 done = False
                 result: T
