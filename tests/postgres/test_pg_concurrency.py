@@ -54,6 +54,7 @@ class Clock:
     def __init__(self, now: datetime) -> None:
         self.now = now
         self.writers_done = threading.Event()
+        self.stop = threading.Event()  # the test is over (or failed): emitters return at once
 
 
 def make_rounds(events: int, rounds: int, prefixes: int, seed: int) -> list[list[RoutedEvent]]:
@@ -106,7 +107,7 @@ def emitter_loop(
     store: BatchStore, clock: Clock, published: list[str], failures: list[BaseException]
 ) -> None:
     try:
-        while True:
+        while not clock.stop.is_set():
             now = clock.now
             closed = store.close_due(now, RULES, limit=25)
             claimed = store.claim_pending(now, LEASE, limit=25)
@@ -123,6 +124,17 @@ def emitter_loop(
                 time.sleep(0.002)
     except BaseException as err:
         failures.append(err)
+
+
+def stop_and_close(
+    clock: Clock, threads: list[threading.Thread], stores: list[PostgresStore]
+) -> None:
+    """Stop the emitter threads before closing their stores, also when the test failed."""
+    clock.stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    for store in stores:
+        store.close()
 
 
 def run_threads(targets: list[Callable[[], None]]) -> list[threading.Thread]:
@@ -189,10 +201,7 @@ def test_parallel_run_equals_the_single_threaded_run(pg_url: str) -> None:
         assert sum(1 for part in published if part) > 1
         assert sum(s.rollback_retries for s in writers + emitters) == 0, "deadlocks were retried"
     finally:
-        clock.writers_done.set()
-        clock.now = end
-        for store in writers + emitters:
-            store.close()
+        stop_and_close(clock, emitter_threads, writers + emitters)
 
 
 def test_writers_sharing_prefixes_lose_and_double_nothing(pg_url: str) -> None:
@@ -225,6 +234,7 @@ def test_writers_sharing_prefixes_lose_and_double_nothing(pg_url: str) -> None:
         except BaseException as err:
             failures.append(err)
 
+    emitter_threads: list[threading.Thread] = []
     try:
         threads = run_threads(
             [(lambda s=s, sh=sh: write(s, sh)) for s, sh in zip(writers, shares, strict=True)]
@@ -259,6 +269,4 @@ def test_writers_sharing_prefixes_lose_and_double_nothing(pg_url: str) -> None:
         assert check.open_batches() == [] and check.pending_count() == 0
         assert sum(s.rollback_retries for s in writers + emitters) == 0, "deadlocks were retried"
     finally:
-        clock.writers_done.set()
-        for store in writers + emitters:
-            store.close()
+        stop_and_close(clock, emitter_threads, writers + emitters)
