@@ -33,7 +33,7 @@ from edp.core import RoutedEvent, Rules
 from edp.events import ObjectEvent
 from edp.settings import redact_url
 from edp.store import BatchStore, open_store
-from edp.store.sqlite import PERFORMANCE_PRAGMAS
+from edp.store.sqlite import DURABILITY_PRAGMA, PERFORMANCE_PRAGMAS
 from edp.store.timecodec import to_micros
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -145,7 +145,7 @@ def bare_sqlite(url: str, events: Sequence[RoutedEvent], per_transaction: int) -
     open_store(url).close()  # the same schema, indexes included
     db = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(DURABILITY_PRAGMA)  # the store's own durability: a commit is on disk
     for pragma in PERFORMANCE_PRAGMAS:  # the store's own settings: only the writing differs
         db.execute(pragma)
     for start in range(0, len(events), per_transaction):

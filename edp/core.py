@@ -13,7 +13,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from edp.events import ObjectEvent
@@ -54,6 +54,13 @@ class Rules:
     def is_marker(self, key: str) -> bool:
         name = key.rsplit("/", 1)[-1]
         return any(pattern.match(name) for pattern in self.marker_patterns)
+
+    def due_time(self, first_activity: datetime, last_activity: datetime) -> datetime:
+        """When a changed batch with these activity times falls due."""
+        due_at = last_activity + self.threshold_duration
+        if self.max_age is not None:
+            due_at = min(due_at, first_activity + self.max_age)
+        return due_at
 
     def due(self, batch: OpenBatch) -> tuple[datetime, str] | None:
         """When the batch falls due and by which trigger, or None if it never will as it stands."""
@@ -230,11 +237,19 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
             changes.members_removed.add(member)
             changes.members_added.discard(member)
             count -= 1
-        batch = replace(
-            batch, count=count, changed=True, last_activity=now, last_event_time=event.event_time
+        # Built directly (not dataclasses.replace): this line runs once per event.
+        batch = OpenBatch(
+            batch.bucket,
+            batch.prefix,
+            batch.batch_id,
+            count,
+            True,
+            batch.first_activity,
+            now,
+            batch.first_event_time,
+            event.event_time,
+            rules.due_time(batch.first_activity, now),
         )
-        due = rules.due(batch)
-        batch = replace(batch, due_at=due[0] if due else None)
         batches[where] = batch
         changes.batches[where] = batch
         if identity is not None:

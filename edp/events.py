@@ -39,7 +39,14 @@ class ObjectEvent:
     event_id: str | None = None
 
     def identity(self) -> str | None:
-        """What makes two deliveries the same event, or None when they cannot be told apart."""
+        """What makes two deliveries the same event, or None when they cannot be told apart.
+
+        Computed once per event (the store and the rules both ask for it).
+        """
+        try:
+            return self.__dict__["_identity"]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
         parts: tuple[str, ...]
         if self.version_id is not None or self.sequencer is not None:
             parts = (
@@ -53,10 +60,14 @@ class ObjectEvent:
         elif self.event_id is not None:
             parts = ("i", self.bucket, self.key, self.kind, self.event_id)
         else:
+            object.__setattr__(self, "_identity", None)
             return None
-        text = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+        # Length-prefixed, so no field's content can be mistaken for a separator.
+        text = "".join(f"{len(part)}:{part}" for part in parts)
         # A fixed-size digest keeps the store's dedupe index small whatever the key's length.
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        object.__setattr__(self, "_identity", digest)
+        return digest
 
 
 @dataclass
