@@ -122,6 +122,8 @@ class Snapshot:
     members: set[tuple[str, str]] = field(default_factory=set)  # (batch_id, key)
     sequencers: dict[tuple[str, str], str] = field(default_factory=dict)  # (bucket, key) -> highest
     seen: set[str] = field(default_factory=set)  # identities inside the dedupe window
+    # When the window of an identity in ``seen`` ends (its batch is closed); absent: still open.
+    seen_expiry: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,8 +204,10 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
                 batch = None
         identity = event.identity()
         if identity is not None and identity in snapshot.seen:
-            changes.counters[DUPLICATE] += 1
-            continue
+            expires = snapshot.seen_expiry.get(identity)
+            if expires is None or expires > now:
+                changes.counters[DUPLICATE] += 1
+                continue
         seq_key = (event.bucket, event.key)
         if event.sequencer is not None:
             highest = snapshot.sequencers.get(seq_key)

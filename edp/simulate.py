@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from edp.core import Emission, emission_order
@@ -54,6 +54,10 @@ def simulate(
     rejected = 0
     pending: list[Parsed] = []
     pending_events = 0
+    chunk_start: datetime | None = None
+    # Within one store transaction the batches that the chunk closes keep their identities for the
+    # whole chunk; a chunk shorter than the dedupe window cannot outlive any of them.
+    window = timedelta(seconds=emitter.settings.dedupe_window)
 
     def emit(emissions: list[Emission]) -> None:
         ordered = sorted(emissions, key=emission_order)
@@ -85,10 +89,18 @@ def simulate(
             rejected += 1
             err.write(f"line {number}: {error}\n")
             continue
+        first = min((e.event_time for e in parsed.events), default=None)
+        last = max((e.event_time for e in parsed.events), default=None)
+        if chunk_start is not None and last is not None and last - chunk_start >= window:
+            flush()
+            chunk_start = None
+        if chunk_start is None and first is not None:
+            chunk_start = first
         pending.append(parsed)
         pending_events += len(parsed.events)
         if pending_events >= CHUNK_EVENTS:
             flush()
+            chunk_start = None
     flush()
     # After the last event, every open batch is emitted when it falls due.
     emit(emitter.close_due(FAR_FUTURE))

@@ -51,6 +51,9 @@ class MemoryStore(BatchStore):
                 members=set(self._members),
                 sequencers={k: v[0] for k, v in self._sequencers.items()},
                 seen={i for i, (_, exp) in self._seen.items() if exp is None or exp > now},
+                seen_expiry={
+                    i: exp for i, (_, exp) in self._seen.items() if exp is not None and exp > now
+                },
             )
             changes = apply_to_snapshot(snapshot, events, rules)
             closed_ids = {e.batch_id for e in changes.closed}

@@ -139,7 +139,7 @@ LOAD_SEQUENCERS = (
 )
 # An identity counts while its batch is open, or closed less than the dedupe window ago.
 LOAD_SEEN = (
-    "SELECT s.identity FROM seen s LEFT JOIN closed c ON c.batch_id = s.batch_id "
+    "SELECT s.identity, c.expires_at FROM seen s LEFT JOIN closed c ON c.batch_id = s.batch_id "
     "WHERE s.identity = ANY(%b::text[]) AND (c.expires_at IS NULL OR c.expires_at > %s)"
 )
 DELETE_BATCHES = (
@@ -565,7 +565,10 @@ class PostgresStore(BatchStore):
         identities = sorted({i for r in events if (i := r.event.identity()) is not None})
         if identities:
             found_ids = conn.execute(LOAD_SEEN, (identities, to_micros(now))).fetchall()
-            snapshot.seen.update(i for (i,) in found_ids)
+            for identity, expires in found_ids:
+                snapshot.seen.add(identity)
+                if expires is not None:
+                    snapshot.seen_expiry[identity] = from_micros(expires)
         return snapshot
 
     def _save(self, conn: psycopg.Connection[Any], changes: Changes, rules: Rules) -> None:

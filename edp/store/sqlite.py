@@ -251,10 +251,13 @@ class SqliteStore(BatchStore):
         identities = sorted({i for r in events if (i := r.event.identity()) is not None})
         for part in chunks(identities):
             sql = (
-                f"SELECT identity FROM seen WHERE identity IN ({','.join('?' * len(part))}) "
+                f"SELECT identity, expires_at FROM seen WHERE identity IN ({','.join('?' * len(part))}) "
                 "AND (expires_at IS NULL OR expires_at > ?)"
             )
-            snapshot.seen.update(i for (i,) in db.execute(sql, [*part, to_micros(now)]))
+            for identity, expires in db.execute(sql, [*part, to_micros(now)]):
+                snapshot.seen.add(identity)
+                if expires is not None:
+                    snapshot.seen_expiry[identity] = from_micros(expires)
         return snapshot
 
     def _save(self, db: sqlite3.Connection, changes: Changes, rules: Rules) -> None:
