@@ -181,6 +181,37 @@ def close_due(batches: Iterable[OpenBatch], now: datetime, rules: Rules) -> list
     return sorted(emissions, key=emission_order)
 
 
+def rescheduled(
+    batches: Iterable[OpenBatch], emissions: Iterable[Emission], rules: Rules
+) -> list[OpenBatch]:
+    """Batches a sweep looked at but did not close, whose stored due time the rules now put
+    elsewhere (the thresholds changed since their last event): they get the recomputed one, so
+    the store's next due time stays true and no emitter wakes up for nothing."""
+    closed = {e.batch_id for e in emissions}
+    moved = []
+    for batch in batches:
+        if batch.batch_id in closed:
+            continue
+        due = rules.due(batch)
+        due_at = due[0] if due else None
+        if due_at != batch.due_at:
+            moved.append(
+                OpenBatch(
+                    batch.bucket,
+                    batch.prefix,
+                    batch.batch_id,
+                    batch.count,
+                    batch.changed,
+                    batch.first_activity,
+                    batch.last_activity,
+                    batch.first_event_time,
+                    batch.last_event_time,
+                    due_at,
+                )
+            )
+    return moved
+
+
 def emission_order(emission: Emission) -> tuple[datetime, str, str]:
     return (emission.emitted_at, emission.bucket, emission.prefix)
 

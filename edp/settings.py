@@ -199,5 +199,7 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to log or print)."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with any password replaced by ``***`` (safe to log or print): in the user part
+    and in a ``password=`` query parameter."""
+    masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", masked, flags=re.IGNORECASE)

@@ -64,9 +64,12 @@ def simulate(
         for emission in ordered:
             event = eventbridge_event(emission, account=account, region=region)
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
+        # Printing is publishing here: the outbox records it, as `edp status` shows.
+        by_time: dict[datetime, list[str]] = {}
         for emission in ordered:
-            # Printing is publishing here: the outbox records it, as `edp status` shows.
-            emitter.store.mark_published([emission.batch_id], emission.emitted_at)
+            by_time.setdefault(emission.emitted_at, []).append(emission.batch_id)
+        for moment, batch_ids in by_time.items():
+            emitter.store.mark_published(batch_ids, moment)
 
     def flush() -> None:
         nonlocal pending, pending_events

@@ -17,6 +17,7 @@ from edp.core import (
     Snapshot,
     close_due,
     emission_order,
+    rescheduled,
 )
 from edp.store.base import BatchStore, apply_to_snapshot, counters_for
 
@@ -87,6 +88,11 @@ class MemoryStore(BatchStore):
     def close_due(self, now: datetime, rules: Rules, limit: int | None = None) -> list[Emission]:
         with self._lock:
             emissions = close_due(self._batches.values(), now, rules)
+            overdue = [
+                b for b in self._batches.values() if b.due_at is not None and b.due_at <= now
+            ]
+            for batch in rescheduled(overdue, emissions, rules):
+                self._batches[(batch.bucket, batch.prefix)] = batch
             if limit is not None:
                 emissions = emissions[:limit]
             for emission in emissions:

@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import threading
 import time
 from collections import Counter
@@ -39,7 +38,16 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import ConnStatus
 
-from edp.core import Changes, Emission, OpenBatch, RoutedEvent, Rules, Snapshot, close_due
+from edp.core import (
+    Changes,
+    Emission,
+    OpenBatch,
+    RoutedEvent,
+    Rules,
+    Snapshot,
+    close_due,
+    rescheduled,
+)
 from edp.errors import StoreError
 from edp.settings import redact_url
 from edp.store.base import (
@@ -271,7 +279,7 @@ def emission_from_row(row: Sequence[Any]) -> Emission:
 
 def display_url(url: str) -> str:
     """The URL with its password masked, in the user part and in a ``password=`` parameter."""
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", redact_url(url), flags=re.IGNORECASE)
+    return redact_url(url)
 
 
 def unzip(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
@@ -649,6 +657,14 @@ class PostgresStore(BatchStore):
             # Re-read under the locks: the first statement's view may predate a writer's commit.
             due = [batch_from_row(r) for r in conn.execute(LOAD_BATCHES, unzip(places)).fetchall()]
             emissions = close_due(due, now, rules)
+            moved = rescheduled(due, emissions, rules)
+            if moved:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "UPDATE batches SET due_at = %s WHERE bucket = %s AND prefix = %s "
+                        "AND batch_id = %s",
+                        [(opt_micros(b.due_at), b.bucket, b.prefix, b.batch_id) for b in moved],
+                    )
             if emissions:
                 conn.execute(
                     DELETE_BATCHES,

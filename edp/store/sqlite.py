@@ -11,7 +11,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from edp.core import Changes, Emission, OpenBatch, RoutedEvent, Rules, Snapshot, close_due
+from edp.core import (
+    Changes,
+    Emission,
+    OpenBatch,
+    RoutedEvent,
+    Rules,
+    Snapshot,
+    close_due,
+    rescheduled,
+)
 from edp.errors import StoreError
 from edp.store.base import SCHEMA_VERSION, BatchStore, apply_to_snapshot, counters_for
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
@@ -185,8 +194,9 @@ class SqliteStore(BatchStore):
                 )
 
     def schema_version(self) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        return int(row[0]) if row else 0
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            return int(row[0]) if row else 0
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -323,6 +333,12 @@ class SqliteStore(BatchStore):
                 params.append(limit)
             due = [batch_from_row(r) for r in db.execute(sql, params)]
             emissions = close_due(due, now, rules)
+            moved = rescheduled(due, emissions, rules)
+            if moved:
+                db.executemany(
+                    "UPDATE batches SET due_at=? WHERE bucket=? AND prefix=? AND batch_id=?",
+                    [(opt_micros(b.due_at), b.bucket, b.prefix, b.batch_id) for b in moved],
+                )
             if emissions:
                 db.executemany(
                     "DELETE FROM batches WHERE bucket=? AND prefix=? AND batch_id=?",
@@ -336,7 +352,8 @@ class SqliteStore(BatchStore):
             return emissions
 
     def next_due(self) -> datetime | None:
-        row = self._db.execute("SELECT MIN(due_at) FROM batches").fetchone()
+        with self._lock:  # one connection shared by threads: reads wait for a write in progress
+            row = self._db.execute("SELECT MIN(due_at) FROM batches").fetchone()
         return opt_from_micros(row[0]) if row else None
 
     def claim_pending(self, now: datetime, lease: timedelta, limit: int = 100) -> list[Emission]:
@@ -372,20 +389,25 @@ class SqliteStore(BatchStore):
 
     # --- reading -----------------------------------------------------------------------
     def open_batches(self) -> list[OpenBatch]:
-        rows = self._db.execute(f"SELECT {BATCH_COLUMNS} FROM batches ORDER BY bucket, prefix")
-        return [batch_from_row(r) for r in rows]
+        with self._lock:
+            rows = self._db.execute(f"SELECT {BATCH_COLUMNS} FROM batches ORDER BY bucket, prefix")
+            return [batch_from_row(r) for r in rows]
 
     def pending_count(self) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").fetchone()
-        return int(row[0])
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL"
+            ).fetchone()
+            return int(row[0])
 
     def published(self) -> list[Emission]:
         """Every published emission, oldest first (for status and tests)."""
-        rows = self._db.execute(
-            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE published_at IS NOT NULL "
-            "ORDER BY emitted_at, bucket, prefix"
-        )
-        return [emission_from_row(r) for r in rows]
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE published_at IS NOT NULL "
+                "ORDER BY emitted_at, bucket, prefix"
+            )
+            return [emission_from_row(r) for r in rows]
 
     def add_counters(self, counts: Counter[str]) -> None:
         if counts:
@@ -402,7 +424,9 @@ class SqliteStore(BatchStore):
             )
 
     def counters(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT name, value FROM counters ORDER BY name").fetchall())
+        with self._lock:
+            rows = self._db.execute("SELECT name, value FROM counters ORDER BY name").fetchall()
+            return dict(rows)
 
     def purge(self, now: datetime, window: timedelta) -> int:
         with self._write() as db:

@@ -7,6 +7,7 @@ the outbox (claim, lease, release, publish), restart survival, the schema versio
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections import Counter
@@ -384,3 +385,16 @@ def test_a_random_stream_matches_the_memory_store(store: BatchStore, chunk: int)
     expected = play(reference, events, chunk)
     assert play(store, events, chunk) == expected
     assert store.counters() == reference.counters()
+
+
+def test_a_sweep_reschedules_batches_the_changed_thresholds_no_longer_make_due(
+    store: BatchStore,
+) -> None:
+    ingest(store, event("a/b/1.csv", 0))
+    assert store.next_due() == at(60)
+    longer = dataclasses.replace(RULES, threshold_duration=timedelta(seconds=600))
+    # Restarted with a longer duration: not due at the old time, and the store says when it is.
+    assert store.close_due(at(61), longer) == []
+    assert store.next_due() == at(600)
+    [emission] = store.close_due(at(600), longer)
+    assert (emission.emitted_at, emission.trigger) == (at(600), "duration")
