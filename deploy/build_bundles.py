@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif "emitter" in names:
             print(
                 "build_bundles: note: no --rds-ca-bundle, so the emitter can only connect with "
-                "DBSSLMode=require (see docs/deploy.md)",
+                "DBSSLMode=require (see README.md, Deploying on AWS)",
                 file=sys.stderr,
             )
         reports = [

@@ -25,7 +25,7 @@ def open_store(url: str, *, secret_arn: str | None = None) -> BatchStore:
             raise StoreError(
                 "PostgreSQL support is not installed: pip install 'edp-toolkit[postgres]'"
             ) from err
-        return PostgresStore(url, secret_arn=secret_arn)  # type: ignore[call-arg]
+        return PostgresStore(url, secret_arn=secret_arn)
     if scheme == "memory":
         from edp.store.memory import MemoryStore
 

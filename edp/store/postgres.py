@@ -1,6 +1,6 @@
 """The PostgreSQL backend of the batch store (RDS): safe for many writer and emitter processes at once.
 
-Concurrency, in short (docs/postgres.md has the long version):
+Concurrency, in short (README.md, PostgreSQL store, has the long version):
 
 * Every (bucket, prefix) has a permanent row in ``places``. A writer first inserts the missing ones
   and then locks all of its places ``FOR UPDATE`` in one statement sorted by (bucket, prefix), so two
