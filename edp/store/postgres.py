@@ -56,6 +56,7 @@ from edp.store.base import (
     apply_to_snapshot,
     counters_for,
 )
+from edp.store.rows import BATCH_COLUMNS, OUTBOX_COLUMNS, batch_from_row, emission_from_row
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,6 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-BATCH_COLUMNS = (
-    "bucket, prefix, batch_id, count, changed, first_activity, last_activity, "
-    "first_event_time, last_event_time, due_at"
-)
-OUTBOX_COLUMNS = (
-    "batch_id, bucket, prefix, count, trigger, emitted_at, first_event_time, last_event_time"
-)
 # (bucket, prefix) pairs passed as two parallel arrays.
 PAIRS = "unnest(%b::text[], %b::text[])"
 
@@ -247,34 +241,6 @@ def batch_columns(batches: Sequence[OpenBatch]) -> list[list[Any]]:
         [to_micros(b.last_event_time) for b in batches],
         [opt_micros(b.due_at) for b in batches],
     ]
-
-
-def batch_from_row(row: Sequence[Any]) -> OpenBatch:
-    return OpenBatch(
-        bucket=row[0],
-        prefix=row[1],
-        batch_id=row[2],
-        count=row[3],
-        changed=bool(row[4]),
-        first_activity=from_micros(row[5]),
-        last_activity=from_micros(row[6]),
-        first_event_time=from_micros(row[7]),
-        last_event_time=from_micros(row[8]),
-        due_at=opt_from_micros(row[9]),
-    )
-
-
-def emission_from_row(row: Sequence[Any]) -> Emission:
-    return Emission(
-        batch_id=row[0],
-        bucket=row[1],
-        prefix=row[2],
-        count=row[3],
-        trigger=row[4],
-        emitted_at=from_micros(row[5]),
-        first_event_time=from_micros(row[6]),
-        last_event_time=from_micros(row[7]),
-    )
 
 
 def display_url(url: str) -> str:

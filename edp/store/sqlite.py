@@ -23,6 +23,14 @@ from edp.core import (
 )
 from edp.errors import StoreError
 from edp.store.base import SCHEMA_VERSION, BatchStore, apply_to_snapshot, counters_for
+from edp.store.rows import (
+    BATCH_COLUMNS,
+    OUTBOX_COLUMNS,
+    batch_from_row,
+    batch_row,
+    emission_from_row,
+    emission_row,
+)
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
 
 CHUNK = 400  # rows per IN (...) probe: well under SQLite's bound-variable limit
@@ -68,14 +76,6 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published_at, emitted_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
-BATCH_COLUMNS = (
-    "bucket, prefix, batch_id, count, changed, first_activity, last_activity, "
-    "first_event_time, last_event_time, due_at"
-)
-OUTBOX_COLUMNS = (
-    "batch_id, bucket, prefix, count, trigger, emitted_at, first_event_time, last_event_time"
-)
-
 
 PREFIXED_BATCH_COLUMNS = ", ".join("b." + c.strip() for c in BATCH_COLUMNS.split(","))
 
@@ -92,62 +92,6 @@ def pairs_values(count: int) -> str:
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def batch_row(batch: OpenBatch) -> tuple[Any, ...]:
-    return (
-        batch.bucket,
-        batch.prefix,
-        batch.batch_id,
-        batch.count,
-        int(batch.changed),
-        to_micros(batch.first_activity),
-        to_micros(batch.last_activity),
-        to_micros(batch.first_event_time),
-        to_micros(batch.last_event_time),
-        opt_micros(batch.due_at),
-    )
-
-
-def batch_from_row(row: Sequence[Any]) -> OpenBatch:
-    return OpenBatch(
-        bucket=row[0],
-        prefix=row[1],
-        batch_id=row[2],
-        count=row[3],
-        changed=bool(row[4]),
-        first_activity=from_micros(row[5]),
-        last_activity=from_micros(row[6]),
-        first_event_time=from_micros(row[7]),
-        last_event_time=from_micros(row[8]),
-        due_at=opt_from_micros(row[9]),
-    )
-
-
-def emission_row(emission: Emission) -> tuple[Any, ...]:
-    return (
-        emission.batch_id,
-        emission.bucket,
-        emission.prefix,
-        emission.count,
-        emission.trigger,
-        to_micros(emission.emitted_at),
-        to_micros(emission.first_event_time),
-        to_micros(emission.last_event_time),
-    )
-
-
-def emission_from_row(row: Sequence[Any]) -> Emission:
-    return Emission(
-        batch_id=row[0],
-        bucket=row[1],
-        prefix=row[2],
-        count=row[3],
-        trigger=row[4],
-        emitted_at=from_micros(row[5]),
-        first_event_time=from_micros(row[6]),
-        last_event_time=from_micros(row[7]),
-    )
 
 
 def path_of(url: str) -> str:

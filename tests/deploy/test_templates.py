@@ -22,31 +22,6 @@ from template_checks import (
 
 from deploy.build_bundles import RDS_CA_BUNDLE_NAME
 
-# Fallbacks only for a checkout where a package does not expose ENV_VARS (keep in step with briefs).
-_EDP_ENV_FALLBACK = (
-    "EDP_BUCKET_NAME",
-    "EDP_BUCKET_IGNORE_PREFIXES",
-    "EDP_BUCKET_PREFIX_DEPTH",
-    "EDP_BUCKET_THRESHOLD_DURATION",
-    "EDP_BUCKET_THRESHOLD_EVENT_COUNT",
-    "EDP_EVENT_BUS_NAME",
-    "EDP_SNS_TOPIC_ARN",
-    "EDP_DATABASE_URL",
-    "EDP_DATABASE_SECRET_ARN",
-    "EDP_EVENTBRIDGE_KEYS_ENCODED",
-    "EDP_MARKER_FILES",
-    "EDP_BUCKET_THRESHOLD_MAX_AGE",
-    "EDP_DEDUPE_WINDOW",
-)
-_CONSUMER_ENV_FALLBACK = (
-    "WORKFLOW_NAME",
-    "QUARANTINE_BUCKET_NAME",
-    "SNS_TOPIC_ARN",
-    "QUILT_URL",
-    "REGISTRY",
-    "FILE_SHARE_ARNS",
-    "PACKAGE_METADATA",
-)
 POWERTOOLS_ENV = ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
 
 
@@ -54,15 +29,9 @@ def env_vars_read_by(handler: str) -> set[str]:
     """Every env var the code behind a Lambda handler reads, from the package's own list."""
     package = handler.split(".", 1)[0]
     if package == "edp":
-        try:
-            from edp.settings import ENV_VARS as names
-        except ImportError:  # pragma: no cover - only before edp.settings exists
-            names = _EDP_ENV_FALLBACK
+        from edp.settings import ENV_VARS as names
     elif package == "consumers":
-        try:
-            from consumers.settings import ENV_VARS as names
-        except ImportError:  # pragma: no cover - only before consumers.settings exists
-            names = _CONSUMER_ENV_FALLBACK
+        from consumers.settings import ENV_VARS as names
     else:
         raise AssertionError(f"handler {handler} is in no package we know the settings of")
     return {*names, *POWERTOOLS_ENV}
