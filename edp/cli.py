@@ -14,6 +14,10 @@ from edp.errors import EdpError, SettingsError
 from edp.settings import Settings
 
 EXIT_USAGE = 2
+AWS_HINT = (
+    "edp: check AWS_DEFAULT_REGION (or --region), your credentials, and --endpoint-url "
+    "for an emulator"
+)
 
 SETTINGS_HELP = """\
 Settings come from flags, else from env vars (EDP_BUCKET_NAME, EDP_BUCKET_IGNORE_PREFIXES,
@@ -256,6 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edp: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if type(err).__module__.startswith(("botocore", "boto3")):
+            # Credentials, region, endpoint or permission problems: say which, no traceback.
+            print(f"edp: error: AWS: {err}", file=sys.stderr)
+            print(AWS_HINT, file=sys.stderr)
+            return 1
+        raise
 
 
 def _dump(value: Any) -> str:

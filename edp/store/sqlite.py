@@ -108,9 +108,9 @@ class SqliteStore(BatchStore):
         self.url = url
         self._lock = threading.RLock()
         path = path_of(url)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed batch survives a power cut too, not only a crashed process. It costs
@@ -120,7 +120,7 @@ class SqliteStore(BatchStore):
             for pragma in PERFORMANCE_PRAGMAS:
                 self._db.execute(pragma)
             self._migrate()
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OSError) as err:
             raise StoreError(f"cannot open SQLite store {path}: {err}") from err
 
     def _migrate(self) -> None:

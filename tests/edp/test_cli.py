@@ -19,6 +19,8 @@ def run_cli(
     import os
 
     full_env = {**os.environ, **(env or {})}
+    for name in [k for k, v in full_env.items() if v == "<unset>"]:
+        del full_env[name]
     return subprocess.run(
         [sys.executable, "-m", "edp.cli", *args],
         input=stdin,
@@ -171,3 +173,21 @@ def _write(text: str) -> Path:
     ) as handle:
         handle.write(text)
     return Path(handle.name)
+
+
+def test_aws_configuration_problems_are_one_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    env = {"AWS_DEFAULT_REGION": "<unset>", "AWS_REGION": "<unset>"}
+    result = run_cli(
+        "run", "--queue-url", "http://127.0.0.1:9/q", "--db", f"sqlite:///{tmp_path}/s.db", env=env
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "edp: error: AWS: You must specify a region." in result.stderr
+
+
+def test_an_unusable_store_path_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("simulate", "-", "--db", f"sqlite:///{blocker}/x.db", stdin="")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot open SQLite store" in result.stderr
