@@ -133,3 +133,47 @@ def test_importing_the_handlers_does_not_load_quilt3_or_psycopg() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def emf_metrics(text: str) -> dict[str, dict[str, Any]]:
+    """Metric name -> {value, dimensions} from the EMF lines Powertools printed."""
+    found: dict[str, dict[str, Any]] = {}
+    for line in text.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            dimensions = {d: blob[d] for group in directive["Dimensions"] for d in group}
+            for metric in directive["Metrics"]:
+                found[
+                    metric["Name"]
+                    + "".join(f"|{v}" for k, v in sorted(dimensions.items()) if k != "service")
+                ] = {
+                    "value": sum(v) if isinstance(v := blob[metric["Name"]], list) else v,
+                    "dimensions": dimensions,
+                }
+    return found
+
+
+def test_handlers_report_the_dashboard_metrics(
+    aws: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import eb_event
+
+    event = load_event("lambda_sqs_batch")
+    event["Records"][0]["body"] = json.dumps(eb_event("shallow.csv", 0, bucket="instrument-bucket"))
+    capsys.readouterr()
+    handlers.store_in_db(event, LambdaContext())
+    stored = emf_metrics(capsys.readouterr().out)
+    assert stored["EventsAccepted"]["value"] == 2.0
+    assert stored["EventsDropped|too-shallow"]["value"] == 1.0
+    assert stored["EventsDropped|too-shallow"]["dimensions"] == {
+        "service": "edp",
+        "Reason": "too-shallow",
+    }
+    assert stored["BatchesEmitted|count"]["value"] == 1.0
+    assert "IngestLagSeconds" in stored
+    handlers.emit_event({}, LambdaContext())
+    swept = emf_metrics(capsys.readouterr().out)
+    assert swept["OpenBatches"]["value"] == 0.0
+    assert swept["OldestOpenBatchAgeSeconds"]["value"] == 0.0
