@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import pathlib
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,22 +11,16 @@ import pytest
 import requests
 from consumer_helpers import World
 
+from consumers.testing.aws import running_moto_server
+
 TOPIC_NAME = "edp-consumer-alerts"
 
 
 @pytest.fixture(scope="session")
 def consumer_moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One moto server on 127.0.0.1 for the session; quilt3 reaches it through AWS_ENDPOINT_URL."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with running_moto_server() as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -3,37 +3,28 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 from service_processes import EdpRun
+
+from consumers.testing.aws import MotoServer, running_moto_server
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+def service_moto() -> Iterator[MotoServer]:
+    with running_moto_server() as server:
+        yield server
 
 
 @pytest.fixture
-def moto_endpoint(moto_server: str) -> str:
+def moto_endpoint(service_moto: MotoServer) -> str:
     """A moto server shared by this test and the `edp run` processes it starts, emptied first
     (moto keeps its state in the process, across servers)."""
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-    return moto_server
+    service_moto.reset()
+    return service_moto.url
 
 
 @pytest.fixture

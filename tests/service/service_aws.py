@@ -36,6 +36,24 @@ class Pipeline:
             )
         return self._clients[name]
 
+    def run_args(self, db: str, *settings: str) -> list[str]:
+        """`edp run` arguments wiring it to this pipeline (1 s polls), then ``settings``."""
+        return [
+            "--queue-url",
+            self.input_url,
+            "--endpoint-url",
+            str(self.endpoint_url),
+            "--region",
+            REGION,
+            "--poll-wait",
+            "1",
+            "--event-bus",
+            self.bus,
+            "--db",
+            db,
+            *settings,
+        ]
+
     def send(self, *bodies: Any) -> None:
         """Put messages on the input queue (dicts are sent as their JSON)."""
         for body in bodies:

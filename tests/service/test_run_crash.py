@@ -13,29 +13,14 @@ from pathlib import Path
 
 import pytest
 from helpers import load_event
-from service_aws import REGION, Pipeline, build_pipeline
+from service_aws import Pipeline, build_pipeline
 from service_processes import HERE, EdpRun
 
 CRASHING_RUN = HERE / "crashing_edp_run.py"
 
 
 def run_args(aws: Pipeline, db_path: Path) -> list[str]:
-    return [
-        "--queue-url",
-        aws.input_url,
-        "--endpoint-url",
-        str(aws.endpoint_url),
-        "--region",
-        REGION,
-        "--poll-wait",
-        "1",
-        "--threshold-duration",
-        "1",
-        "--event-bus",
-        aws.bus,
-        "--db",
-        f"sqlite:///{db_path}",
-    ]
+    return aws.run_args(f"sqlite:///{db_path}", "--threshold-duration", "1")
 
 
 def outbox(db_path: Path) -> list[tuple[str, int | None]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_aws import REGION, Pipeline, build_pipeline
+from service_aws import Pipeline, build_pipeline
 from service_processes import EdpRun
 
 from edp.clock import whole_seconds
@@ -53,29 +53,18 @@ def topic_to_queue(aws: Pipeline) -> tuple[str, str]:
 
 
 def run_args(aws: Pipeline, db: str) -> list[str]:
-    return [
-        "--queue-url",
-        aws.input_url,
-        "--endpoint-url",
-        str(aws.endpoint_url),
-        "--region",
-        REGION,
-        "--poll-wait",
-        "1",
+    return aws.run_args(
+        db,
         "--bucket",
         BUCKET,
         "--threshold-duration",
         str(DURATION),
         "--threshold-count",
         str(COUNT),
-        "--event-bus",
-        aws.bus,
         # moto puts raw keys in EventBridge events; AWS URL-encodes them.
         "--eventbridge-keys-unencoded",
-        "--db",
-        db,
         "--verbose",
-    ]
+    )
 
 
 @pytest.mark.slow
