@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -267,10 +266,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(AWS_HINT, file=sys.stderr)
             return 1
         raise
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from edp.events import ObjectEvent
@@ -66,12 +66,9 @@ class Rules:
         """When the batch falls due and by which trigger, or None if it never will as it stands."""
         if not batch.changed:
             return None
-        due_at, trigger = batch.last_activity + self.threshold_duration, TRIGGER_DURATION
-        if self.max_age is not None:
-            aged = batch.first_activity + self.max_age
-            if aged < due_at:
-                due_at, trigger = aged, TRIGGER_MAX_AGE
-        return due_at, trigger
+        due_at = self.due_time(batch.first_activity, batch.last_activity)
+        quiet = batch.last_activity + self.threshold_duration
+        return due_at, TRIGGER_DURATION if due_at == quiet else TRIGGER_MAX_AGE
 
 
 @dataclass(frozen=True)
@@ -195,20 +192,7 @@ def rescheduled(
         due = rules.due(batch)
         due_at = due[0] if due else None
         if due_at != batch.due_at:
-            moved.append(
-                OpenBatch(
-                    batch.bucket,
-                    batch.prefix,
-                    batch.batch_id,
-                    batch.count,
-                    batch.changed,
-                    batch.first_activity,
-                    batch.last_activity,
-                    batch.first_event_time,
-                    batch.last_event_time,
-                    due_at,
-                )
-            )
+            moved.append(replace(batch, due_at=due_at))
     return moved
 
 

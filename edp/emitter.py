@@ -13,8 +13,6 @@ from edp.scope import Scope
 from edp.settings import Settings
 from edp.store.base import DROPPED_PREFIX, BatchStore
 
-DROPPED = DROPPED_PREFIX
-
 
 @dataclass
 class IngestOutcome:
@@ -41,7 +39,7 @@ class Emitter:
         for event in events:
             prefix, reason = self.scope.classify(event)
             if prefix is None:
-                dropped[DROPPED + str(reason)] += 1
+                dropped[DROPPED_PREFIX + str(reason)] += 1
             else:
                 routed.append(RoutedEvent(event, prefix, arrived or event.event_time))
         return routed, dropped
@@ -52,7 +50,7 @@ class Emitter:
         routed, dropped = self.route(events, arrived)
         for p in parsed:
             for reason, n in p.ignored.items():
-                dropped[DROPPED + reason] += n
+                dropped[DROPPED_PREFIX + reason] += n
         result = self.store.ingest(routed, self.rules)
         if dropped:
             self.store.add_counters(dropped)

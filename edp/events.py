@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -289,10 +289,3 @@ def _check_key(key: str, where: str) -> str:
     if size > MAX_KEY_BYTES:
         raise BadEventError(f"{where}: {size} bytes, longer than S3's {MAX_KEY_BYTES}-byte limit")
     return key
-
-
-def iter_json_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) for every non-blank line of a JSON-lines text."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            yield number, line

@@ -21,12 +21,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from edp.clock import Clock, utc_now
 from edp.core import Emission
-from edp.emitter import DROPPED, Emitter
+from edp.emitter import Emitter
 from edp.errors import BadEventError
 from edp.events import Parsed, parse_message
 from edp.publisher import Publisher, PublishReport, publish_pending
 from edp.settings import Settings, redact_url
 from edp.store import BatchStore, open_store
+from edp.store.base import DROPPED_PREFIX
 
 # Powertools reads its own variables; these defaults only matter outside the stack (tests, local).
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "edp")
@@ -172,8 +173,8 @@ def record_ingest_metrics(counters: Counter[str], parsed: list[Parsed], now: dat
     metrics.add_metric("DuplicateEvents", MetricUnit.Count, counters.get("duplicate", 0))
     metrics.add_metric("StaleEvents", MetricUnit.Count, counters.get("stale", 0))
     for name, value in sorted(counters.items()):
-        if name.startswith(DROPPED):
-            _dimensioned("EventsDropped", "Reason", name[len(DROPPED) :], value)
+        if name.startswith(DROPPED_PREFIX):
+            _dimensioned("EventsDropped", "Reason", name[len(DROPPED_PREFIX) :], value)
     times = [e.event_time for p in parsed for e in p.events]
     if times:
         lag = max(0.0, (now - min(times)).total_seconds())

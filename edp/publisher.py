@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from edp.clock import Clock, rfc3339, utc_now, whole_seconds
@@ -183,7 +183,3 @@ def publish_pending(
         total.sns_failures += report.sns_failures
         if report.failed or len(claimed) < limit:
             return total
-
-
-def sort_key(emission: Emission) -> tuple[datetime, str, str]:
-    return (emission.emitted_at, emission.bucket, emission.prefix)

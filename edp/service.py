@@ -33,12 +33,13 @@ from typing import Any
 
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import Emission
-from edp.emitter import DROPPED, Emitter
+from edp.emitter import Emitter
 from edp.errors import BadEventError, EdpError
 from edp.events import Parsed, parse_message
 from edp.publisher import CLAIM_LEASE, Publisher, PublishReport, publish_pending
 from edp.settings import Settings, redact_url
 from edp.store import BatchStore, open_store
+from edp.store.base import DROPPED_PREFIX
 
 RECEIVE_MAX_MESSAGES = 10  # ReceiveMessage / DeleteMessageBatch API limit per call
 RESWEEP_EVERY = 5.0  # seconds: longest sleep of the emitter thread (outbox retries, other writers)
@@ -73,7 +74,7 @@ class ServiceStats:
     events: Counter[str] = field(default_factory=Counter)  # accepted, duplicate, dropped:*...
 
     def summary(self) -> str:
-        dropped = sum(n for name, n in self.events.items() if name.startswith(DROPPED))
+        dropped = sum(n for name, n in self.events.items() if name.startswith(DROPPED_PREFIX))
         return (
             f"{self.received} message(s) received, {self.stored} stored, "
             f"{self.deleted} deleted, {self.rejected} rejected; "
@@ -344,7 +345,7 @@ class Service:
 
     # --- progress lines -----------------------------------------------------------------
     def _log_stored(self, messages: int, counters: Counter[str], closed: int) -> None:
-        dropped = sum(n for name, n in counters.items() if name.startswith(DROPPED))
+        dropped = sum(n for name, n in counters.items() if name.startswith(DROPPED_PREFIX))
         extra = []
         for name in ("duplicate", "stale"):
             if counters.get(name):

@@ -21,7 +21,7 @@ FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # "after the last event": every b
 def read_messages(text: str) -> Iterator[tuple[int, Any]]:
     """(line number, message) pairs: JSON lines, or one JSON array spread over any lines.
 
-    A message that cannot be decoded is yielded as a BadEventError, so the caller reports it.
+    Lines are yielded as text; the caller parses each one and reports those that are not JSON.
     """
     stripped = text.lstrip()
     if stripped.startswith("["):

@@ -105,12 +105,14 @@ class BatchStore(ABC):
         self.close()
 
 
+def emitted_counters(emissions: Iterable[Emission]) -> Counter[str]:
+    """One ``emitted:<trigger>`` increment per closed batch."""
+    return Counter(EMITTED_PREFIX + emission.trigger for emission in emissions)
+
+
 def counters_for(changes: Changes) -> Counter[str]:
     """The counter increments a Changes implies, emissions by trigger included."""
-    counts = Counter(changes.counters)
-    for emission in changes.closed:
-        counts[EMITTED_PREFIX + emission.trigger] += 1
-    return counts
+    return changes.counters + emitted_counters(changes.closed)
 
 
 def apply_to_snapshot(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules) -> Changes:

@@ -19,7 +19,7 @@ from edp.core import (
     emission_order,
     rescheduled,
 )
-from edp.store.base import BatchStore, apply_to_snapshot, counters_for
+from edp.store.base import BatchStore, apply_to_snapshot, counters_for, emitted_counters
 
 
 @dataclass
@@ -97,7 +97,7 @@ class MemoryStore(BatchStore):
                 emissions = emissions[:limit]
             for emission in emissions:
                 del self._batches[(emission.bucket, emission.prefix)]
-                self._counters["emitted:" + emission.trigger] += 1
+            self._counters.update(emitted_counters(emissions))
             self._record_closed(emissions, rules)
             return emissions
 

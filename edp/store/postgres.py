@@ -51,10 +51,10 @@ from edp.core import (
 from edp.errors import StoreError
 from edp.settings import redact_url
 from edp.store.base import (
-    EMITTED_PREFIX,
     BatchStore,
     apply_to_snapshot,
     counters_for,
+    emitted_counters,
 )
 from edp.store.rows import BATCH_COLUMNS, OUTBOX_COLUMNS, batch_from_row, emission_from_row
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
@@ -641,7 +641,7 @@ class PostgresStore(BatchStore):
                     ),
                 )
                 self._record_closed(conn, emissions, rules)
-                self._add_counters(conn, Counter(EMITTED_PREFIX + e.trigger for e in emissions))
+                self._add_counters(conn, emitted_counters(emissions))
             return emissions
 
         return self._run(work, what="close due batches")

@@ -22,7 +22,13 @@ from edp.core import (
     rescheduled,
 )
 from edp.errors import StoreError
-from edp.store.base import SCHEMA_VERSION, BatchStore, apply_to_snapshot, counters_for
+from edp.store.base import (
+    SCHEMA_VERSION,
+    BatchStore,
+    apply_to_snapshot,
+    counters_for,
+    emitted_counters,
+)
 from edp.store.rows import (
     BATCH_COLUMNS,
     OUTBOX_COLUMNS,
@@ -289,10 +295,7 @@ class SqliteStore(BatchStore):
                     [(e.bucket, e.prefix, e.batch_id) for e in emissions],
                 )
                 self._record_closed(db, emissions, rules)
-                counts: Counter[str] = Counter()
-                for emission in emissions:
-                    counts["emitted:" + emission.trigger] += 1
-                self._add_counters(db, counts)
+                self._add_counters(db, emitted_counters(emissions))
             return emissions
 
     def next_due(self) -> datetime | None:
