@@ -521,6 +521,18 @@ def _run(
     return code
 
 
+def missing_packages(s3: Any) -> list[str]:
+    """Names of the expected packages not yet in their registry (or quarantine)."""
+    return [
+        e.prefix.strip("/")
+        for e in experiments()
+        if e.expect != "ignored"
+        and not package_exists(
+            s3, BUCKET if e.expect == "registry" else QUARANTINE, e.prefix.strip("/")
+        )
+    ]
+
+
 def _wait_until_settled(
     console: Console,
     client: Callable[[str], Any],
@@ -532,7 +544,6 @@ def _wait_until_settled(
     s3 = client("s3")
     deadline = time.monotonic() + TIME_LIMIT
     seen_open: set[str] = set()
-    expected = [e for e in experiments() if e.expect != "ignored"]
     while time.monotonic() < deadline:
         time.sleep(0.25)
         for batch in store.open_batches():
@@ -541,23 +552,15 @@ def _wait_until_settled(
                 console.say("emitter", f"batch opened for s3://{batch.bucket}/{batch.prefix}")
         if not uploads_done.is_set():
             continue
-        missing = [
-            e
-            for e in expected
-            if not package_exists(
-                s3, BUCKET if e.expect == "registry" else QUARANTINE, e.prefix.strip("/")
-            )
-        ]
         quiet = time.monotonic() - tally.last_activity > QUIET_PERIOD
-        if not missing and quiet and not store.open_batches() and store.pending_count() == 0:
+        if (
+            not missing_packages(s3)
+            and quiet
+            and not store.open_batches()
+            and not store.pending_count()
+        ):
             return ""
-    missing_names = [
-        e.prefix.strip("/")
-        for e in expected
-        if not package_exists(
-            s3, BUCKET if e.expect == "registry" else QUARANTINE, e.prefix.strip("/")
-        )
-    ]
+    missing_names = missing_packages(s3)
     if missing_names:
         return f"after {TIME_LIMIT:.0f} s these packages do not exist: {', '.join(missing_names)}"
     return f"the pipeline did not settle within {TIME_LIMIT:.0f} s (batches still opening: a packaging loop?)"
