@@ -206,8 +206,15 @@ class Settings:
         return cls(**values)
 
 
+# A password given as a parameter: ``password=`` (or ``sslpassword=``) in a URL's query or in a
+# libpq key=value string (``host=db password=secret``, values possibly quoted: ``password='a b'``).
+_PASSWORD_PARAM = re.compile(
+    r"((?:^|[\s?&])(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]*)", re.IGNORECASE
+)
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to log or print): in the user part
-    and in a ``password=`` query parameter."""
+    """The URL or libpq connection string with every password replaced by ``***`` (safe to log
+    or print): in a URL's user part, and in any ``password=`` parameter, quoted or not."""
     masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", masked, flags=re.IGNORECASE)
+    return _PASSWORD_PARAM.sub(r"\1***", masked)
