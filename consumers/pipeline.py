@@ -25,12 +25,13 @@ from consumers.building import (
     source_records,
 )
 from consumers.clients import Clients
-from consumers.errors import AlertError, PackagingError
+from consumers.errors import AlertError, PackagingError, QuarantineError
 from consumers.events import ReadyEvent
 from consumers.gateway import RefreshResult, refresh_file_shares, refresh_folders
 from consumers.listing import UNVERSIONED, ObjectVersion
 from consumers.naming import is_valid_package_name, package_name
-from consumers.quarantine import push_to_quarantine, quarantine_readme
+from consumers.quarantine import push_quarantined, quarantine_package, quarantine_readme
+from consumers.quilt_env import quilt_stdout_captured
 from consumers.revision import LatestRevision, load_latest_revision, save_sources
 from consumers.settings import ConsumerSettings
 
@@ -176,7 +177,8 @@ def _predicted_top_hash(
     """
     if hash_missing:
         try:
-            package._calculate_missing_hashes()
+            with quilt_stdout_captured():
+                package._calculate_missing_hashes()
         except Exception as err:
             raise PackagingError(f"could not hash the package's objects: {err}") from err
     package._set_commit_message(message)
@@ -189,15 +191,20 @@ def _push(
     built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str, event: ReadyEvent
 ) -> quilt3.Package:
     try:
-        pushed = built.package.push(
-            name,
-            registry=f"s3://{registry}",
-            dest=_destination(event, registry),
-            message=settings.message,
-            workflow=settings.workflow_argument,
-            force=True,
-            dedupe=True,
-        )
+        with quilt_stdout_captured():
+            pushed = built.package.push(
+                name,
+                registry=f"s3://{registry}",
+                dest=_destination(event, registry),
+                message=settings.message,
+                workflow=settings.workflow_argument,
+                force=True,
+                dedupe=True,
+            )
+            if pushed is built.package:
+                # dedupe found this revision already latest (pushed since we looked) and gave
+                # back the local package, whose entries may lack hashes: complete them.
+                pushed._calculate_missing_hashes()
     except Exception as err:  # quilt3 raises a zoo of types; all are worth a retry here
         raise PackagingError(f"could not push package {name} to s3://{registry}: {err}") from err
     logger.info(
@@ -284,44 +291,69 @@ def _quarantine(
     clients: Clients,
     workdir: pathlib.Path,
 ) -> PackageOutcome:
+    """Push the rejected package to the quarantine bucket and alert, unless it is already there.
+
+    The same skip-when-unchanged check as the registry path: a redelivered rejected prefix (or
+    one that comes again unchanged) finds its revision as the quarantine's ``latest`` and gives
+    ``unchanged`` with no push and no second alert.
+    """
+    quarantine = settings.quarantine_bucket
     logger.warning("workflow rejected package", extra={"package": name, "error": error})
     readme = quarantine_readme(
         package_name=name, source=event.s3_url, workflow=settings.workflow, error=error
     )
     try:
-        top_hash = push_to_quarantine(
-            built.package,
-            name=name,
-            quarantine_bucket=settings.quarantine_bucket,
-            readme=readme,
-            message=settings.message,
-            workdir=workdir,
+        quarantined = quarantine_package(built.package, readme=readme, workdir=workdir)
+        latest = load_latest_revision(clients.s3, quarantine, name)
+        if latest is not None:
+            missing = reuse_hashes(quarantined, built.objects, latest)
+            predicted = _predicted_top_hash(
+                quarantined, settings.message, None, hash_missing=missing > 0
+            )
+            if predicted == latest.top_hash:
+                logger.info(
+                    "quarantined package unchanged", extra={"package": name, "top_hash": predicted}
+                )
+                return PackageOutcome(
+                    "unchanged",
+                    name,
+                    quarantine,
+                    predicted,
+                    f"already quarantined, same as latest revision in s3://{quarantine}: {error}",
+                )
+        pushed = push_quarantined(
+            quarantined, name=name, quarantine_bucket=quarantine, message=settings.message
         )
+        top_hash = str(pushed.top_hash)
     except Exception as err:
         # Tell people both failures, then let the event be retried.
         alert = make_alert(
             f"EDP: package {name} rejected and quarantine failed",
             f"Package {name} from {event.s3_url} failed workflow "
             f"{settings.workflow or '(registry default)'} and could not be pushed to "
-            f"{settings.quarantine_bucket}.\n\nWorkflow error:\n{error}\n\nQuarantine error:\n{err}\n",
+            f"{quarantine}.\n\nWorkflow error:\n{error}\n\nQuarantine error:\n{err}\n",
         )
         try:
             publish_alert(clients.sns, settings.sns_topic_arn, alert)
         except AlertError:
             logger.exception("alert about the failed quarantine failed too")
-        raise
+        if isinstance(err, QuarantineError):
+            raise
+        raise QuarantineError(f"could not quarantine package {name}: {err}") from err
+    # Quarantined entries point at copies: list their sources so a redelivery reuses the hashes.
+    _save_sources(clients, quarantine, name, top_hash, built, pushed, event)
     alert = quarantine_alert(
         workflow=settings.workflow,
         package_name=name,
         bucket=event.bucket,
         prefix=event.prefix,
         registry=registry,
-        quarantine_bucket=settings.quarantine_bucket,
+        quarantine_bucket=quarantine,
         quilt_url=settings.quilt_url,
         error=error,
     )
     publish_alert(clients.sns, settings.sns_topic_arn, alert)
-    return PackageOutcome("quarantined", name, settings.quarantine_bucket, top_hash, error)
+    return PackageOutcome("quarantined", name, quarantine, top_hash, error)
 
 
 def _refresh_gateways(

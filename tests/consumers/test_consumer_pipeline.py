@@ -336,3 +336,47 @@ def test_an_emptied_prefix_writes_nothing(world: World, make_settings: Callable[
     assert outcome.status == "unchanged" and outcome.top_hash == first.top_hash
     assert "nothing to package" in outcome.message
     assert world.s3.list_objects_v2(Bucket=world.bucket, Prefix=PREFIX).get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("deliveries", [1, 2, 5])
+def test_a_rejected_prefix_delivered_again_is_quarantined_once_and_alerted_once(
+    world: World, make_settings: Callable[..., Any], deliveries: int
+) -> None:
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    settings = make_settings(default_metadata={"Author": "EDP"})  # the schema wants more
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX, batch_id="b-1")
+
+    outcomes = [package_prefix(event, settings) for _ in range(deliveries)]
+
+    assert [o.status for o in outcomes] == ["quarantined"] + ["unchanged"] * (deliveries - 1)
+    assert {o.registry for o in outcomes} == {world.quarantine}
+    assert {o.top_hash for o in outcomes} == {world.latest_top_hash(NAME, world.quarantine)}
+    assert all("is a required property" in o.message for o in outcomes)
+    assert len(world.revisions(NAME, world.quarantine)) == 1
+    [alert] = world.alerts()
+    assert alert["Subject"] == f"EDP: package {NAME} quarantined"
+    assert world.latest_top_hash(NAME) is None
+
+
+def test_a_rejected_prefix_that_grows_is_quarantined_again(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    """A rejected folder larger than the count threshold comes as two batches: two revisions."""
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    settings = make_settings(default_metadata={"Author": "EDP"})
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+    first = package_prefix(event, settings)
+    world.put(PREFIX, {"reads/sample-3.fastq": "@r3\nGGCC\n+\n!!!!\n"})
+    second = package_prefix(event, settings)
+    third = package_prefix(event, settings)
+
+    assert [first.status, second.status, third.status] == [
+        "quarantined",
+        "quarantined",
+        "unchanged",
+    ]
+    assert len(world.revisions(NAME, world.quarantine)) == 2
+    assert len(world.alerts()) == 2
+    assert "reads/sample-3.fastq" in browse(NAME, world.quarantine)
