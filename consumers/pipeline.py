@@ -89,13 +89,26 @@ def package_prefix(
         if not built.objects:
             # All deleted (or all ignored): a package of extras alone would only write them
             # back into an emptied prefix. The latest revision, if any, stays as it is.
-            logger.info("prefix empty", extra={"package": name, "ignored": len(built.ignored)})
+            message = f"nothing to package in {event.s3_url}"
+            if event.count:
+                # The emitter saw files created there: deleted since, or not visible to this
+                # role (another bucket, a missing permission). Worth a look either way.
+                message += (
+                    f" although the event counted {event.count} file(s)"
+                    f" ({len(built.ignored)} ignored by .quiltignore)"
+                )
+                logger.warning(
+                    "prefix empty",
+                    extra={"package": name, "count": event.count, "ignored": len(built.ignored)},
+                )
+            else:
+                logger.info("prefix empty", extra={"package": name, "ignored": len(built.ignored)})
             return PackageOutcome(
                 "unchanged",
                 name,
                 registry,
                 latest.top_hash if latest is not None else None,
-                f"nothing to package in {event.s3_url}",
+                message,
             )
         missing = reuse_hashes(built.package, built.objects, latest)
         logger.info(

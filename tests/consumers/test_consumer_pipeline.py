@@ -380,3 +380,21 @@ def test_a_rejected_prefix_that_grows_is_quarantined_again(
     assert len(world.revisions(NAME, world.quarantine)) == 2
     assert len(world.alerts()) == 2
     assert "reads/sample-3.fastq" in browse(NAME, world.quarantine)
+
+
+def test_an_event_counting_files_in_an_empty_prefix_is_a_warning_with_its_count(
+    world: World, make_settings: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    world.install_workflow()
+    event = ReadyEvent(bucket=world.bucket, prefix="nobody/here/", count=7)
+
+    with caplog.at_level("INFO", logger="consumers.pipeline"):
+        outcome = package_prefix(event, make_settings(default_metadata=GOOD_META))
+
+    assert outcome.status == "unchanged" and outcome.top_hash is None
+    assert "the event counted 7 file(s)" in outcome.message
+    [record] = [r for r in caplog.records if r.getMessage() == "prefix empty"]
+    assert record.levelname == "WARNING" and record.__dict__["count"] == 7
+    assert world.s3.list_objects_v2(Bucket=world.bucket).get("KeyCount", 0) == len(
+        world.s3.list_objects_v2(Bucket=world.bucket, Prefix=".quilt/")["Contents"]
+    )
