@@ -69,6 +69,7 @@ class BuiltPackage:
     skipped: list[str]
     generated: list[str]
     problem: str | None = None
+    dated_by_clock: str | None = None  # the metadata key set to today's date, if one was
 
 
 def merge_metadata(
@@ -122,10 +123,12 @@ def build_package(
         from_file, problem = _read_metadata_file(s3, bucket, by_logical_key[METADATA_FILE])
     from_hook = metadata(event) if metadata is not None else None
     meta = merge_metadata(settings.default_metadata, from_hook, from_file)
+    dated_by_clock = None
     if settings.date_key is not None and settings.date_key not in meta:
         if clock is None:
             raise ValueError("settings.date_key is set: package_prefix needs a clock")
         meta[settings.date_key] = clock().date().isoformat()
+        dated_by_clock = settings.date_key
 
     package = CheckedPackage()
     kept: dict[str, ObjectVersion] = {}
@@ -163,6 +166,7 @@ def build_package(
         skipped=skipped,
         generated=generated,
         problem=problem,
+        dated_by_clock=dated_by_clock,
     )
 
 

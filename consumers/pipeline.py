@@ -124,9 +124,12 @@ def package_prefix(
         try:
             workflow_data = _validate(built, settings, registry, name)
             if latest is not None:
+                dated = _keep_latest_date(built.package, built, latest)
                 predicted = _predicted_top_hash(
                     built.package, settings.message, workflow_data, hash_missing=missing > 0
                 )
+                if predicted != latest.top_hash and dated:
+                    built.package.set_meta(built.metadata)  # changed: today's date after all
                 if predicted == latest.top_hash:
                     logger.info("package unchanged", extra={"package": name, "top_hash": predicted})
                     if not latest.sources:  # made by someone else: list it for next time
@@ -154,6 +157,20 @@ def package_prefix(
                 r.error or "" for r in failures
             )
     return PackageOutcome(status, name, registry, top_hash, message)
+
+
+def _keep_latest_date(package: quilt3.Package, built: BuiltPackage, latest: LatestRevision) -> bool:
+    """Give the package the latest revision's packaging date, to compare like with like.
+
+    The date ``PACKAGE_DATE_KEY`` adds is the day of packaging: a redelivery (or the consumer's
+    own writes coming back) on a later day would otherwise always look changed. Returns whether
+    the date was replaced; the caller puts today's back if the package differs anyway.
+    """
+    key = built.dated_by_clock
+    if key is None or key not in latest.user_meta or latest.user_meta[key] == built.metadata[key]:
+        return False
+    package.set_meta({**built.metadata, key: latest.user_meta[key]})
+    return True
 
 
 def _validate(built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str) -> Any:
@@ -320,9 +337,12 @@ def _quarantine(
         latest = load_latest_revision(clients.s3, quarantine, name)
         if latest is not None:
             missing = reuse_hashes(quarantined, built.objects, latest)
+            dated = _keep_latest_date(quarantined, built, latest)
             predicted = _predicted_top_hash(
                 quarantined, settings.message, None, hash_missing=missing > 0
             )
+            if predicted != latest.top_hash and dated:
+                quarantined.set_meta(built.metadata)
             if predicted == latest.top_hash:
                 logger.info(
                     "quarantined package unchanged", extra={"package": name, "top_hash": predicted}

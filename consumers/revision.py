@@ -54,6 +54,7 @@ class LatestRevision:
     top_hash: str
     entries: Mapping[str, ManifestEntry]
     sources: Mapping[str, SourceRecord] = field(default_factory=dict)
+    user_meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 SOURCES_PREFIX = ".quilt/edp/sources/"
@@ -136,7 +137,18 @@ def load_latest_revision(s3: Any, registry: str, name: str) -> LatestRevision | 
         top_hash=top_hash,
         entries=parse_manifest_entries(manifest),
         sources=parse_sources(sources_body) if sources_body is not None else {},
+        user_meta=parse_user_meta(manifest),
     )
+
+
+def parse_user_meta(manifest: bytes) -> dict[str, Any]:
+    """The package metadata (``user_meta`` of the manifest's first line); ``{}`` when absent."""
+    first_line = manifest.split(b"\n", 1)[0]
+    try:
+        user_meta = json.loads(first_line).get("user_meta")
+    except (ValueError, AttributeError):
+        return {}
+    return user_meta if isinstance(user_meta, dict) else {}
 
 
 def parse_manifest_entries(manifest: bytes) -> dict[str, ManifestEntry]:

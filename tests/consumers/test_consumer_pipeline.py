@@ -398,3 +398,32 @@ def test_an_event_counting_files_in_an_empty_prefix_is_a_warning_with_its_count(
     assert world.s3.list_objects_v2(Bucket=world.bucket).get("KeyCount", 0) == len(
         world.s3.list_objects_v2(Bucket=world.bucket, Prefix=".quilt/")["Contents"]
     )
+
+
+def test_the_packaging_date_is_kept_when_the_same_prefix_comes_back_another_day(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    """With PACKAGE_DATE_KEY a redelivery after midnight (or the rejected prefix's) changes nothing."""
+    from datetime import UTC, datetime
+
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    meta = {k: v for k, v in GOOD_META.items() if k != "Date"}
+    settings = make_settings(default_metadata=meta, date_key="Date")
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+
+    def on(day: int) -> Callable[[], datetime]:
+        return lambda: datetime(2024, 3, day, 12, tzinfo=UTC)
+
+    first = package_prefix(event, settings, clock=on(1))
+    again = package_prefix(event, settings, clock=on(2))
+    world.put(PREFIX, {"extra.csv": "a,b\n"})
+    changed = package_prefix(event, settings, clock=on(3))
+
+    assert [first.status, again.status, changed.status] == ["pushed", "unchanged", "pushed"]
+    assert browse(NAME, world.bucket).meta["Date"] == "2024-03-03"
+    rejected = make_settings(default_metadata={"Author": "EDP"}, date_key="Date")
+    other = ReadyEvent(bucket=world.bucket, prefix="genome-lab/exp-0043/")
+    world.put(other.prefix, FILES)
+    statuses = [package_prefix(other, rejected, clock=on(day)).status for day in (4, 5)]
+    assert statuses == ["quarantined", "unchanged"]
