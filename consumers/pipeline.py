@@ -22,6 +22,7 @@ from consumers.building import (
     MetadataHook,
     build_package,
     reuse_hashes,
+    set_packaging_date,
     source_records,
 )
 from consumers.clients import Clients
@@ -83,7 +84,13 @@ def package_prefix(
     with tempfile.TemporaryDirectory(prefix="edp-consumer-") as tmp:
         workdir = pathlib.Path(tmp)
         built = build_package(
-            event, settings, s3=clients.s3, workdir=workdir, metadata=metadata, clock=clock
+            event,
+            settings,
+            s3=clients.s3,
+            workdir=workdir,
+            metadata=metadata,
+            clock=clock,
+            package_name=name,
         )
         latest = load_latest_revision(clients.s3, registry, name)
         if not built.objects:
@@ -110,6 +117,8 @@ def package_prefix(
                 latest.top_hash if latest is not None else None,
                 message,
             )
+        today = built.packaging_date
+        redated = latest is not None and _on_latest_date(built, latest)
         missing = reuse_hashes(built.package, built.objects, latest)
         logger.info(
             "package built",
@@ -124,12 +133,11 @@ def package_prefix(
         try:
             workflow_data = _validate(built, settings, registry, name)
             if latest is not None:
-                dated = _keep_latest_date(built.package, built, latest)
                 predicted = _predicted_top_hash(
                     built.package, settings.message, workflow_data, hash_missing=missing > 0
                 )
-                if predicted != latest.top_hash and dated:
-                    built.package.set_meta(built.metadata)  # changed: today's date after all
+                if predicted != latest.top_hash and redated and today is not None:
+                    set_packaging_date(built, today)  # changed anyway: packaged today
                 if predicted == latest.top_hash:
                     logger.info("package unchanged", extra={"package": name, "top_hash": predicted})
                     if not latest.sources:  # made by someone else: list it for next time
@@ -144,6 +152,8 @@ def package_prefix(
             top_hash = str(pushed.top_hash)
             _save_sources(clients, registry, name, top_hash, built, pushed, event)
         except WorkflowRejection as rejection:
+            if redated and today is not None:
+                set_packaging_date(built, today)  # the registry's date means nothing there
             return _quarantine(
                 event, settings, built, name, registry, str(rejection), clients, workdir
             )
@@ -159,18 +169,24 @@ def package_prefix(
     return PackageOutcome(status, name, registry, top_hash, message)
 
 
-def _keep_latest_date(package: quilt3.Package, built: BuiltPackage, latest: LatestRevision) -> bool:
+def _on_latest_date(built: BuiltPackage, latest: LatestRevision) -> bool:
     """Give the package the latest revision's packaging date, to compare like with like.
 
-    The date ``PACKAGE_DATE_KEY`` adds is the day of packaging: a redelivery (or the consumer's
-    own writes coming back) on a later day would otherwise always look changed. Returns whether
-    the date was replaced; the caller puts today's back if the package differs anyway.
+    The packaging date (``PACKAGE_DATE_KEY``, the README's ``${date}``) would make a redelivery
+    (or the consumer's own writes coming back) on a later day always look changed. Returns
+    whether anything changed; the caller puts today's date back if the package differs anyway.
     """
-    key = built.dated_by_clock
-    if key is None or key not in latest.user_meta or latest.user_meta[key] == built.metadata[key]:
+    date = latest.packaged_on
+    if date is None and built.dated_by_clock is not None:
+        previous = latest.user_meta.get(built.dated_by_clock)
+        date = previous if isinstance(previous, str) else None
+    if date is None or date == built.packaging_date:
         return False
-    package.set_meta({**built.metadata, key: latest.user_meta[key]})
-    return True
+    today = built.packaging_date
+    changed = set_packaging_date(built, date)
+    if not changed:
+        built.packaging_date = today
+    return changed
 
 
 def _validate(built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str) -> Any:
@@ -260,7 +276,7 @@ def _save_sources(
     objects.update(_landed_extras(clients, built, pushed, event))
     records = source_records(built.package, pushed, objects, event.bucket)
     try:
-        save_sources(clients.s3, registry, name, top_hash, records)
+        save_sources(clients.s3, registry, name, top_hash, records, built.packaging_date)
     except PackagingError as err:
         logger.warning("source listing not stored", extra={"package": name, "error": str(err)})
 
@@ -333,16 +349,18 @@ def _quarantine(
         package_name=name, source=event.s3_url, workflow=settings.workflow, error=error
     )
     try:
-        quarantined = quarantine_package(built.package, readme=readme, workdir=workdir)
         latest = load_latest_revision(clients.s3, quarantine, name)
+        today = built.packaging_date
+        redated = latest is not None and _on_latest_date(built, latest)
+        quarantined = quarantine_package(built.package, readme=readme, workdir=workdir)
         if latest is not None:
             missing = reuse_hashes(quarantined, built.objects, latest)
-            dated = _keep_latest_date(quarantined, built, latest)
             predicted = _predicted_top_hash(
                 quarantined, settings.message, None, hash_missing=missing > 0
             )
-            if predicted != latest.top_hash and dated:
-                quarantined.set_meta(built.metadata)
+            if predicted != latest.top_hash and redated and today is not None:
+                set_packaging_date(built, today)  # changed anyway: quarantined today
+                quarantined = quarantine_package(built.package, readme=readme, workdir=workdir)
             if predicted == latest.top_hash:
                 logger.info(
                     "quarantined package unchanged", extra={"package": name, "top_hash": predicted}

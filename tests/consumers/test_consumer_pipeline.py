@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,6 @@ from consumer_helpers import World
 
 from consumers.events import ReadyEvent
 from consumers.pipeline import package_prefix
-from consumers.settings import DEFAULT_README
 
 PREFIX = "genome-lab/exp-0042/"
 NAME = "genome-lab/exp-0042"
@@ -47,6 +47,8 @@ def test_good_event_pushes_a_package_with_entries_metadata_readme_and_quiltignor
             **FILES,
             ".quiltignore": ".DS_*\nscratch/\n",
             "metadata.json": json.dumps({"StudyID": "S-1"}),
+            "plots/counts.png": b"\x89PNG\r\n",
+            "summary.csv": "sample,reads\n1,2\n",
         },
     )
     settings = make_settings(default_metadata={**GOOD_META, "StudyID": "default"})
@@ -61,12 +63,22 @@ def test_good_event_pushes_a_package_with_entries_metadata_readme_and_quiltignor
         ".quiltignore",
         "README.md",
         "metadata.json",
+        "plots/counts.png",
+        "quilt_summarize.json",
         "reads/sample-1.fastq",
         "reads/sample-2.fastq",
         "run.log",
+        "summary.csv",
     ]
     assert package.meta == {**GOOD_META, "StudyID": "S-1"}  # metadata.json wins over defaults
-    assert package["README.md"].get_as_string() == DEFAULT_README
+    readme = package["README.md"].get_as_string()
+    assert readme.startswith(f"# {NAME}\n") and "${" not in readme
+    for fact in ("Event-Driven Packaging (EDP)", "`consumers.auto_package`", "`instrument`"):
+        assert fact in readme  # made by EDP, by which Lambda, validated by which workflow
+    assert f"`s3://{world.bucket}/{PREFIX}`" in readme
+    assert re.search(r" on \d{4}-\d{2}-\d{2}:", readme)  # on which date
+    summarize = json.loads(package["quilt_summarize.json"].get_as_string())
+    assert summarize == ["summary.csv", "plots/counts.png"]  # previewable, top level first
     assert package["run.log"].get_as_string() == FILES["run.log"]
     assert package[".quiltignore"].get_as_string() == ".DS_*\nscratch/\n"  # the prefix's own, kept
     assert package._meta["workflow"]["id"] == "instrument"
@@ -427,3 +439,59 @@ def test_the_packaging_date_is_kept_when_the_same_prefix_comes_back_another_day(
     world.put(other.prefix, FILES)
     statuses = [package_prefix(other, rejected, clock=on(day)).status for day in (4, 5)]
     assert statuses == ["quarantined", "unchanged"]
+
+
+def test_texts_from_s3_a_chart_and_a_readme_dated_like_the_latest_revision(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    """README, .quiltignore and quilt_summarize.json come from settings (here S3 URIs); with a
+    separate registry the README is generated each time, yet a later day's redelivery is
+    unchanged because it is compared on the latest revision's date."""
+    from datetime import UTC, datetime
+
+    registry = world.bucket.replace("instrument", "registry")
+    world.s3.create_bucket(Bucket=registry)
+    world.s3.put_bucket_versioning(Bucket=registry, VersioningConfiguration={"Status": "Enabled"})
+    world.install_workflow(registry)
+    texts = world.quarantine  # any bucket the consumer can read
+    world.s3.put_object(
+        Bucket=texts, Key="texts/README.md", Body=b"# ${package}\nPackaged ${date} by ${function}\n"
+    )
+    world.s3.put_object(Bucket=texts, Key="texts/quiltignore", Body=b"*.fastq\n.DS_*\n")
+    chart = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "mark": "bar"}
+    world.put(PREFIX, {**FILES, "reads.vl.json": json.dumps(chart), "counts.csv": "a\n1\n"})
+    settings = make_settings(
+        registry=registry,
+        default_metadata=GOOD_META,
+        readme_text=f"s3://{texts}/texts/README.md",
+        quiltignore_text=f"s3://{texts}/texts/quiltignore",
+        summarize_chart="reads.vl.json",
+        function_name="lab-packager",
+    )
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+
+    def on(day: int) -> Callable[[], datetime]:
+        return lambda: datetime(2024, 3, day, 12, tzinfo=UTC)
+
+    first = package_prefix(event, settings, clock=on(1))
+    again = package_prefix(event, settings, clock=on(2))
+    world.put(PREFIX, {"more.csv": "b\n2\n"})
+    changed = package_prefix(event, settings, clock=on(3))
+
+    assert [first.status, again.status, changed.status] == ["pushed", "unchanged", "pushed"]
+    package = browse(NAME, registry)
+    assert (
+        package["README.md"].get_as_string() == f"# {NAME}\nPackaged 2024-03-03 by lab-packager\n"
+    )
+    assert not [key for key, _ in package.walk() if key.endswith(".fastq")]  # S3 .quiltignore
+    assert json.loads(package["quilt_summarize.json"].get_as_string()) == [
+        {"path": "reads.vl.json", "title": "reads.vl"},
+        "counts.csv",
+        "more.csv",
+    ]
+    import quilt3
+
+    first_package = quilt3.Package.browse(
+        NAME, registry=f"s3://{registry}", top_hash=first.top_hash
+    )
+    assert "Packaged 2024-03-01" in first_package["README.md"].get_as_string()
