@@ -28,7 +28,7 @@ from consumers.building import (
 from consumers.clients import Clients
 from consumers.errors import AlertError, PackagingError, QuarantineError
 from consumers.events import ReadyEvent
-from consumers.gateway import RefreshResult, refresh_file_shares, refresh_folders
+from consumers.gateway import RefreshResult, folders_to_refresh, refresh_file_shares
 from consumers.listing import UNVERSIONED, ObjectVersion
 from consumers.naming import is_valid_package_name, package_name
 from consumers.quarantine import push_quarantined, quarantine_package, quarantine_readme
@@ -410,10 +410,12 @@ def _quarantine(
 def _refresh_gateways(
     event: ReadyEvent, settings: ConsumerSettings, clients: Clients, name: str
 ) -> list[RefreshResult]:
+    registry = settings.registry or event.bucket
     results = refresh_file_shares(
         clients.storagegateway,
         settings.file_share_arns,
-        refresh_folders(event.prefix),
+        # _destination: into another registry, quilt3 copies the files to <registry>/<name>/.
+        folders_to_refresh(event.prefix, name, copied=registry != event.bucket),
         max_attempts=settings.gateway_max_attempts,
     )
     failures = [result for result in results if not result.ok]

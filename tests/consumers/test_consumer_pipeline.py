@@ -495,3 +495,38 @@ def test_texts_from_s3_a_chart_and_a_readme_dated_like_the_latest_revision(
         NAME, registry=f"s3://{registry}", top_hash=first.top_hash
     )
     assert "Packaged 2024-03-01" in first_package["README.md"].get_as_string()
+
+
+def test_file_gateway_refresh_names_the_registrys_copy_when_files_are_copied(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    """A share on the registry bucket sees the copies under <name>/, not the source prefix."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from consumers.clients import Clients
+
+    registry = world.bucket.replace("instrument", "registry")
+    world.s3.create_bucket(Bucket=registry)
+    world.install_workflow(registry)
+    world.put(PREFIX, FILES)
+    gateway = boto3.client("storagegateway")
+    settings = make_settings(
+        registry=registry, default_metadata=GOOD_META, file_share_arns=(SHARE,)
+    )
+    with Stubber(gateway) as stubber:
+        stubber.add_response(
+            "refresh_cache",
+            {"FileShareARN": SHARE, "NotificationId": "n-2"},
+            {"FileShareARN": SHARE, "FolderList": ["/lab/exp-0042"], "Recursive": True},
+        )
+        outcome = package_prefix(
+            ReadyEvent(bucket=world.bucket, prefix=PREFIX),
+            settings,
+            clients=Clients(storagegateway=gateway),
+            name_for=lambda prefix: "lab/" + prefix.split("/")[1],
+        )
+        stubber.assert_no_pending_responses()
+    assert outcome.status == "pushed" and world.alerts() == []
+    listed = world.s3.list_objects_v2(Bucket=registry, Prefix="lab/exp-0042/")["Contents"]
+    assert "lab/exp-0042/run.log" in {item["Key"] for item in listed}  # what the share shows
