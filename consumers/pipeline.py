@@ -28,7 +28,7 @@ from consumers.building import (
 from consumers.clients import Clients
 from consumers.errors import AlertError, PackagingError, QuarantineError
 from consumers.events import ReadyEvent
-from consumers.gateway import RefreshResult, refresh_file_shares, refresh_folders
+from consumers.gateway import RefreshResult, folders_to_refresh, refresh_file_shares
 from consumers.listing import UNVERSIONED, ObjectVersion
 from consumers.naming import is_valid_package_name, package_name
 from consumers.quarantine import push_quarantined, quarantine_package, quarantine_readme
@@ -167,6 +167,26 @@ def package_prefix(
                 r.error or "" for r in failures
             )
     return PackageOutcome(status, name, registry, top_hash, message)
+
+
+def _on_latest_date(built: BuiltPackage, latest: LatestRevision) -> bool:
+    """Give the package the latest revision's packaging date, to compare like with like.
+
+    The packaging date (``PACKAGE_DATE_KEY``, the README's ``${date}``) would make a redelivery
+    (or the consumer's own writes coming back) on a later day always look changed. Returns
+    whether anything changed; the caller puts today's date back if the package differs anyway.
+    """
+    date = latest.packaged_on
+    if date is None and built.dated_by_clock is not None:
+        previous = latest.user_meta.get(built.dated_by_clock)
+        date = previous if isinstance(previous, str) else None
+    if date is None or date == built.packaging_date:
+        return False
+    today = built.packaging_date
+    changed = set_packaging_date(built, date)
+    if not changed:
+        built.packaging_date = today
+    return changed
 
 
 def _validate(built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str) -> Any:
@@ -387,37 +407,15 @@ def _quarantine(
     return PackageOutcome("quarantined", name, quarantine, top_hash, error)
 
 
-def _on_latest_date(built: BuiltPackage, latest: LatestRevision) -> bool:
-    """Give the package the latest revision's packaging date, to compare like with like.
-
-    The packaging date (``PACKAGE_DATE_KEY``, the README's ``${date}``) would make a redelivery
-    (or the consumer's own writes coming back) on a later day always look changed. Returns
-    whether anything changed; the caller puts today's date back if the package differs anyway.
-    """
-    date = latest.packaged_on
-    if date is None and built.dated_by_clock is not None:
-        previous = latest.user_meta.get(built.dated_by_clock)
-        date = previous if isinstance(previous, str) else None
-    if date is None or date == built.packaging_date:
-        return False
-    today = built.packaging_date
-    changed = set_packaging_date(built, date)
-    if not changed:
-        built.packaging_date = today
-    return changed
-
-
 def _refresh_gateways(
     event: ReadyEvent, settings: ConsumerSettings, clients: Clients, name: str
 ) -> list[RefreshResult]:
-    # Refresh what Gateway clients read. Into the watched bucket nothing is copied: the files
-    # (and the extras, see _destination) are in the source prefix. Into another registry quilt3
-    # copies them to <registry>/<name>/, and a share on that bucket sees them there.
-    copied = (settings.registry or event.bucket) != event.bucket
+    registry = settings.registry or event.bucket
     results = refresh_file_shares(
         clients.storagegateway,
         settings.file_share_arns,
-        refresh_folders(name + "/" if copied else event.prefix),
+        # _destination: into another registry, quilt3 copies the files to <registry>/<name>/.
+        folders_to_refresh(event.prefix, name, copied=registry != event.bucket),
         max_attempts=settings.gateway_max_attempts,
     )
     failures = [result for result in results if not result.ok]

@@ -36,6 +36,8 @@ ENV_QUILT_URL = "QUILT_URL"
 ENV_REGISTRY = "REGISTRY"
 ENV_FILE_SHARE_ARNS = "FILE_SHARE_ARNS"
 ENV_PACKAGE_METADATA = "PACKAGE_METADATA"
+ENV_PACKAGE_DATE_KEY = "PACKAGE_DATE_KEY"
+ENV_PACKAGE_MESSAGE = "PACKAGE_MESSAGE"
 ENV_PACKAGE_README = "PACKAGE_README"
 ENV_PACKAGE_QUILTIGNORE = "PACKAGE_QUILTIGNORE"
 ENV_PACKAGE_SUMMARIZE = "PACKAGE_SUMMARIZE"
@@ -43,8 +45,6 @@ ENV_PACKAGE_SUMMARIZE_CHART = "PACKAGE_SUMMARIZE_CHART"
 # Set by Lambda itself, not by the stack: named in the default README.
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 SUMMARIZE_OFF = "none"
-ENV_PACKAGE_DATE_KEY = "PACKAGE_DATE_KEY"
-ENV_PACKAGE_MESSAGE = "PACKAGE_MESSAGE"
 
 ENV_VARS: tuple[str, ...] = (
     ENV_WORKFLOW,
@@ -54,12 +54,12 @@ ENV_VARS: tuple[str, ...] = (
     ENV_REGISTRY,
     ENV_FILE_SHARE_ARNS,
     ENV_PACKAGE_METADATA,
+    ENV_PACKAGE_DATE_KEY,
+    ENV_PACKAGE_MESSAGE,
     ENV_PACKAGE_README,
     ENV_PACKAGE_QUILTIGNORE,
     ENV_PACKAGE_SUMMARIZE,
     ENV_PACKAGE_SUMMARIZE_CHART,
-    ENV_PACKAGE_DATE_KEY,
-    ENV_PACKAGE_MESSAGE,
 )
 # Everything from_env reads: the stack's variables and the one Lambda sets itself.
 SETTINGS_INPUTS: tuple[str, ...] = (*ENV_VARS, ENV_LAMBDA_FUNCTION_NAME)
@@ -188,14 +188,14 @@ class ConsumerSettings:
                 registry=env.get(ENV_REGISTRY, "").strip() or None,
                 file_share_arns=arns,
                 default_metadata=metadata,
+                message=env.get(ENV_PACKAGE_MESSAGE, "").strip() or DEFAULT_MESSAGE,
+                date_key=env.get(ENV_PACKAGE_DATE_KEY, "").strip() or None,
                 readme_text=env.get(ENV_PACKAGE_README, "").strip() or DEFAULT_README,
                 quiltignore_text=env.get(ENV_PACKAGE_QUILTIGNORE, "").strip()
                 or DEFAULT_QUILTIGNORE,
                 summarize=summarize,
                 summarize_chart=env.get(ENV_PACKAGE_SUMMARIZE_CHART, "").strip() or None,
                 function_name=env.get(ENV_LAMBDA_FUNCTION_NAME, "").strip() or None,
-                message=env.get(ENV_PACKAGE_MESSAGE, "").strip() or DEFAULT_MESSAGE,
-                date_key=env.get(ENV_PACKAGE_DATE_KEY, "").strip() or None,
             )
         except SettingsError as err:
             raise SettingsError(f"invalid environment: {err}") from err

@@ -29,10 +29,10 @@ PARAMETERS = {
     "QuiltUrl": "https://quilt.example.com",
     "Registry": "instrument-packages",
     "FileShareArns": FILE_SHARE,
+    "PackageMetadata": '{"Author": "EDP"}',
     "PackageReadme": "s3://lab-texts/edp/README.md",
     "PackageSummarizeChart": "charts/reads.vl.json",
     "PackageTextsBucket": "lab-texts",
-    "PackageMetadata": '{"Author": "EDP"}',
 }
 
 
@@ -100,10 +100,10 @@ def test_the_settings_the_lambda_gets_are_valid(stack: Deployed) -> None:
     from consumers.settings import ConsumerSettings
 
     settings = ConsumerSettings.from_env(stack.function["Environment"]["Variables"])
-    assert settings.readme_text == "s3://lab-texts/edp/README.md"
-    assert (settings.summarize, settings.summarize_chart) == ("auto", "charts/reads.vl.json")
     assert settings.quarantine_bucket == "instrument-quarantine"
     assert settings.file_share_arns == (FILE_SHARE,)
+    assert settings.readme_text == "s3://lab-texts/edp/README.md"
+    assert (settings.summarize, settings.summarize_chart) == ("auto", "charts/reads.vl.json")
 
 
 def _dead_letter_queue_arn(stack: Deployed) -> str:
