@@ -72,6 +72,7 @@ class PublishReport:
     published: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     sns_failures: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # failed batch_id -> last error
 
 
 class Publisher:
@@ -105,14 +106,16 @@ class Publisher:
         report = PublishReport()
         for start in range(0, len(emissions), PUT_EVENTS_MAX_ENTRIES):
             chunk = list(emissions[start : start + PUT_EVENTS_MAX_ENTRIES])
-            done, failed = self._put_chunk(chunk)
+            done, failed = self._put_chunk(chunk, report.errors)
             report.published.extend(e.batch_id for e in done)
             report.failed.extend(e.batch_id for e in failed)
             if self.topic_arn and done:
                 report.sns_failures += self._notify(done)
         return report
 
-    def _put_chunk(self, chunk: list[Emission]) -> tuple[list[Emission], list[Emission]]:
+    def _put_chunk(
+        self, chunk: list[Emission], errors: dict[str, str]
+    ) -> tuple[list[Emission], list[Emission]]:
         done: list[Emission] = []
         todo = chunk
         delay = FIRST_BACKOFF
@@ -122,7 +125,9 @@ class Publisher:
                 response = self._events_client().put_events(Entries=entries)
             except Exception as err:  # network, throttling, permissions: retried, never dropped
                 logger.warning("PutEvents failed (attempt %d): %s", attempt, err)
-                results: list[dict[str, Any]] = [{"ErrorCode": type(err).__name__}] * len(todo)
+                results: list[dict[str, Any]] = [
+                    {"ErrorCode": type(err).__name__, "ErrorMessage": str(err)}
+                ] * len(todo)
             else:
                 results = response.get("Entries", [])
             retry = []
@@ -131,6 +136,10 @@ class Publisher:
                     done.append(emission)
                 else:
                     retry.append(emission)
+                    errors[emission.batch_id] = (
+                        f"{result.get('ErrorCode', 'no EventId')}: "
+                        f"{result.get('ErrorMessage', '')}".strip(": ")
+                    )
             retry.extend(todo[len(results) :])
             if not retry:
                 return done, []
@@ -177,6 +186,9 @@ def publish_pending(
         if report.published:
             store.mark_published(report.published, clock())
         if report.failed:
+            store.record_failures(
+                {b: report.errors.get(b, "not accepted") for b in report.failed}, clock()
+            )
             store.release(report.failed)
         total.published.extend(report.published)
         total.failed.extend(report.failed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,6 +26,16 @@ class IngestResult:
 
     emissions: list[Emission] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A closed batch waiting to be published, with what happened when sending it was tried."""
+
+    emission: Emission
+    attempts: int = 0  # publish attempts that failed so far
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
 
 
 class BatchStore(ABC):
@@ -69,6 +79,14 @@ class BatchStore(ABC):
     @abstractmethod
     def pending_count(self) -> int:
         """How many closed batches wait to be published."""
+
+    @abstractmethod
+    def pending(self, limit: int = 100) -> list[PendingBatch]:
+        """Closed batches waiting to be published, oldest first, with their failed attempts."""
+
+    @abstractmethod
+    def record_failures(self, errors: Mapping[str, str], now: datetime) -> None:
+        """Count one failed publish attempt per batch id, keeping its error (for `edp status`)."""
 
     @abstractmethod
     def add_counters(self, counts: Counter[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +19,13 @@ from edp.core import (
     emission_order,
     rescheduled,
 )
-from edp.store.base import BatchStore, apply_to_snapshot, counters_for, emitted_counters
+from edp.store.base import (
+    BatchStore,
+    PendingBatch,
+    apply_to_snapshot,
+    counters_for,
+    emitted_counters,
+)
 
 
 @dataclass
@@ -27,6 +33,9 @@ class _Outboxed:
     emission: Emission
     published_at: datetime | None = None
     claimed_until: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
 
 
 class MemoryStore(BatchStore):
@@ -142,6 +151,23 @@ class MemoryStore(BatchStore):
     def pending_count(self) -> int:
         with self._lock:
             return sum(1 for i in self._outbox.values() if i.published_at is None)
+
+    def pending(self, limit: int = 100) -> list[PendingBatch]:
+        with self._lock:
+            waiting = [i for i in self._outbox.values() if i.published_at is None]
+            waiting.sort(key=lambda item: emission_order(item.emission))
+            return [
+                PendingBatch(i.emission, i.attempts, i.last_error, i.last_attempt_at)
+                for i in waiting[:limit]
+            ]
+
+    def record_failures(self, errors: Mapping[str, str], now: datetime) -> None:
+        with self._lock:
+            for batch_id, error in errors.items():
+                item = self._outbox.get(batch_id)
+                if item is not None:
+                    item.attempts += 1
+                    item.last_error, item.last_attempt_at = error, now
 
     def add_counters(self, counts: Counter[str]) -> None:
         with self._lock:

@@ -191,3 +191,67 @@ def test_an_unusable_store_path_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("simulate", "-", "--db", f"sqlite:///{blocker}/x.db", stdin="")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot open SQLite store" in result.stderr
+
+
+# --- status reads, never writes ---------------------------------------------------------------
+
+
+def test_status_on_a_missing_sqlite_store_fails_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "edp.sqlite"
+    result = run_cli("status", "--db", f"sqlite:///{missing}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and f"no SQLite store at {missing}" in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_status_on_a_file_that_is_not_a_store_fails(tmp_path: Path) -> None:
+    other = tmp_path / "notes.sqlite"
+    other.write_bytes(b"")
+    result = run_cli("status", "--db", f"sqlite:///{other}")
+    assert result.returncode == 1 and "is not an edp store" in result.stderr
+    assert other.read_bytes() == b""
+
+
+def test_status_names_the_store_and_does_not_write_to_it(tmp_path: Path) -> None:
+    db_path = tmp_path / "s.db"
+    db = f"sqlite:///{db_path}"
+    run_cli("simulate", "-", "--db", db, stdin=jsonl(eb_event("a/b/1", 0)))
+
+    # (SQLite's WAL index files, -shm and -wal, may appear: they are how a reader shares the
+    # file with a writer, and hold no data.)
+    def state() -> tuple[bytes, list[str]]:
+        names = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-shm", "-wal")))
+        return db_path.read_bytes(), names
+
+    before = state()
+    result = run_cli("status", "--db", db)
+    assert result.returncode == 0 and result.stdout.startswith(f"Store: {db}\n")
+    assert json.loads(run_cli("status", "--db", db, "--json").stdout)["store"] == db
+    assert state() == before
+
+
+def test_status_lists_batches_waiting_to_publish_with_attempts_and_last_error(
+    tmp_path: Path,
+) -> None:
+    from edp.emitter import Emitter
+    from edp.events import parse_message
+    from edp.settings import Settings
+    from edp.store import open_store
+
+    db = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(db)
+    emitter = Emitter(Settings(database_url=db, threshold_count=1), store)
+    (closed,) = emitter.ingest(
+        [parse_message(eb_event("lab/run-9/a.csv", 0))], arrived=None
+    ).emissions
+    store.record_failures(
+        {closed.batch_id: "ResourceNotFoundException: Event bus edp does not exist."},
+        closed.emitted_at,
+    )
+    store.close()
+    result = run_cli("status", "--db", db)
+    assert "waiting to publish: 1" in result.stdout
+    assert "ATTEMPTS" in result.stdout and "Event bus edp does not exist" in result.stdout
+    (waiting,) = json.loads(run_cli("status", "--db", db, "--json").stdout)["waiting_to_publish"]
+    assert waiting["prefix"] == "lab/run-9/" and waiting["attempts"] == 1
+    assert waiting["last_error"].startswith("ResourceNotFoundException")

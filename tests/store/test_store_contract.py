@@ -309,6 +309,28 @@ def test_claims_lease_release_and_publish(store: BatchStore) -> None:
     assert store.pending_count() == 0
 
 
+def test_pending_lists_waiting_batches_with_their_failed_attempts(store: BatchStore) -> None:
+    ingest(store, event("a/b/1.csv", 0), event("c/d/1.csv", 1))
+    closed = store.close_due(at(100), RULES)
+    first, second = (e.batch_id for e in closed)
+    assert [(p.emission, p.attempts, p.last_error) for p in store.pending()] == [
+        (closed[0], 0, None),
+        (closed[1], 0, None),
+    ]
+    store.record_failures(
+        {first: "ResourceNotFoundException: Event bus edp does not exist."}, at(101)
+    )
+    store.record_failures({first: "AccessDeniedException: no"}, at(106))
+    waiting = {p.emission.batch_id: p for p in store.pending()}
+    assert waiting[first].attempts == 2
+    assert waiting[first].last_error == "AccessDeniedException: no"
+    assert waiting[first].last_attempt_at == at(106)
+    assert waiting[second].attempts == 0 and waiting[second].last_error is None
+    assert [p.emission.batch_id for p in store.pending(limit=1)] == [first]
+    store.mark_published([first, second], at(107))
+    assert store.pending() == []
+
+
 def test_published_lists_batches_in_emitted_bucket_prefix_order(store: BatchStore) -> None:
     ingest(store, event("b/b/1.csv", 0), event("a/a/1.csv", 0), event("c/c/1.csv", -10))
     closed = store.close_due(at(1000), RULES)
