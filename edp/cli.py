@@ -1,4 +1,4 @@
-"""The `edp` command line: simulate, run, status and demo."""
+"""The `edp` command line: simulate, run, status, redrive and demo."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from edp import __version__
 from edp.errors import EdpError, SettingsError
+from edp.logs import LOG_FORMATS, LOG_LEVELS
 from edp.settings import Settings
 
 EXIT_USAGE = 2
@@ -116,6 +119,39 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings.from_sources(**overrides)
 
 
+def endpoint_url(value: str | None) -> str | None:
+    """``--endpoint-url`` must be an http(s) URL with a host; checked before any client exists."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            "--endpoint-url", value, "an http:// or https:// URL, e.g. http://127.0.0.1:5000"
+        )
+    return value
+
+
+def _aws_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint-url",
+        help="AWS endpoint for an emulator (moto, LocalStack...), e.g. http://127.0.0.1:5000",
+    )
+    parser.add_argument("--region", help="AWS region (default: from the environment)")
+
+
+def _log_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text lines with a level (default), or JSON lines in Powertools' Logger shape "
+        "for CloudWatch or Loki",
+    )
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, help="least severe level shown (default info)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edp",
@@ -123,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "package-objects-ready event per batch (Quilt EDP compatible).",
         epilog="Run 'edp COMMAND --help' for a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"edp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sim = sub.add_parser(
@@ -148,8 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--queue-url", required=True, help="SQS queue receiving S3 events")
-    run.add_argument("--endpoint-url", help="AWS endpoint for an emulator or S3-compatible service")
-    run.add_argument("--region", help="AWS region (default: from the environment)")
+    _aws_flags(run)
     run.add_argument(
         "--poll-wait",
         type=int,
@@ -157,8 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="SQS long-poll wait, 0-20 (default 10; also the longest a stop request waits)",
     )
-    run.add_argument("--max-runtime", type=float, metavar="SECONDS", help="stop after this long")
-    run.add_argument("--verbose", "-v", action="store_true", help="log every message and batch")
+    run.add_argument(
+        "--max-runtime",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long (> 0; stops within it plus one short receive)",
+    )
+    run.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="log every message and batch (--log-level debug)",
+    )
+    _log_flags(run)
     _settings_flags(
         run, db_help="store URL (default: SQLite in the user's state dir) [EDP_DATABASE_URL]"
     )
@@ -174,13 +221,41 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     status.set_defaults(func=cmd_status)
 
+    redrive = sub.add_parser(
+        "redrive",
+        help="send dead-lettered messages back to their queue",
+        description="Move messages from a dead-letter queue back to the queue they came from "
+        "(the emitter's input queue, or a consumer's), once what made them fail is fixed. Each "
+        "message is sent first and deleted from the dead-letter queue only once sent, so an "
+        "interruption loses nothing (at worst a message is delivered twice, which the emitter "
+        "and the consumer recognise).",
+        epilog="With --from alone the target is the one queue whose redrive policy names that "
+        "dead-letter queue; with --to alone the dead-letter queue is the one its redrive "
+        "policy names.",
+    )
+    redrive.add_argument("--from", dest="source", metavar="DLQ_URL", help="dead-letter queue")
+    redrive.add_argument("--to", dest="target", metavar="QUEUE_URL", help="queue to send them to")
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="only say how many messages would move"
+    )
+    redrive.add_argument(
+        "--max", type=int, metavar="N", help="move at most N messages (default: all)"
+    )
+    _aws_flags(redrive)
+    _log_flags(redrive)
+    redrive.set_defaults(func=cmd_redrive)
+
     demo = sub.add_parser(
         "demo",
         help="the whole pipeline on this machine: emulator, emitter, consumer",
         description="Start an AWS emulator, play an instrument uploading experiments, run the "
         "emitter and the reference consumer for real, and show what happens.",
     )
-    demo.add_argument("--endpoint-url", help="use this emulator instead of starting one")
+    demo.add_argument(
+        "--endpoint-url",
+        help="use this emulator instead of starting moto (its credentials: any non-empty "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; the demo sets 'demo')",
+    )
     demo.add_argument(
         "--workdir", help="directory for the SQLite store and logs (default: temporary)"
     )
@@ -217,15 +292,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if not 0 <= args.poll_wait <= 20:
         raise SettingsError("--poll-wait", args.poll_wait, "0 to 20 seconds (SQS's limit)")
+    if args.max_runtime is not None and not args.max_runtime > 0:
+        raise SettingsError("--max-runtime", args.max_runtime, "a number of seconds > 0")
     return run_service(
         settings,
         queue_url=args.queue_url,
-        endpoint_url=args.endpoint_url,
+        endpoint_url=endpoint_url(args.endpoint_url),
         region=args.region,
         poll_wait=args.poll_wait,
         max_runtime=args.max_runtime,
         verbose=args.verbose,
+        log_format=args.log_format,
+        log_level=args.log_level,
     )
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    import threading
+
+    from edp.logs import command_logging
+    from edp.redrive import redrive, resolve_queues
+    from edp.service import client_factory, stop_on_signals
+
+    if args.max is not None and args.max < 1:
+        raise SettingsError("--max", args.max, "a whole number >= 1")
+    make = client_factory("sqs", endpoint_url=endpoint_url(args.endpoint_url), region=args.region)
+    stop = threading.Event()
+    with (
+        command_logging("edp redrive", level=args.log_level or "info", log_format=args.log_format),
+        stop_on_signals(stop),
+    ):
+        sqs = make()
+        source, target = resolve_queues(sqs, args.source, args.target)
+        report = redrive(
+            sqs, source=source, target=target, dry_run=args.dry_run, limit=args.max, stop=stop
+        )
+    print(report.summary())
+    return 1 if report.send_failures else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -242,7 +345,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise EdpError(
             f"the demo needs the demo extras ({err.name} is missing): pip install -e '.[demo]'"
         ) from err
-    return run_demo(endpoint_url=args.endpoint_url, workdir=args.workdir, keep=args.keep)
+    return run_demo(
+        endpoint_url=endpoint_url(args.endpoint_url), workdir=args.workdir, keep=args.keep
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,10 +17,11 @@ after their visibility timeout, and closed batches wait in the store's outbox un
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,8 +35,9 @@ from typing import Any
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import Emission
 from edp.emitter import Emitter
-from edp.errors import BadEventError, EdpError
+from edp.errors import BadEventError, EdpError, SettingsError
 from edp.events import Parsed, parse_message
+from edp.logs import command_logging
 from edp.publisher import CLAIM_LEASE, Publisher, PublishReport, publish_pending
 from edp.settings import Settings, redact_url
 from edp.store import BatchStore, open_store
@@ -393,6 +395,16 @@ def client_factory(
     return make
 
 
+def _error_code(err: Exception) -> str:
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+DENIED_CODES = ("AccessDenied", "AccessDeniedException", "AuthorizationError")
+
+
 def check_queue(sqs: Any, queue_url: str) -> None:
     """Fail fast with a clear message when the queue cannot be read; warn when no DLQ is set."""
     try:
@@ -411,6 +423,71 @@ def check_queue(sqs: Any, queue_url: str) -> None:
             queue_url,
             attributes.get("VisibilityTimeout", "?"),
         )
+        return
+    try:
+        dlq = json.loads(attributes["RedrivePolicy"]).get("deadLetterTargetArn", "?")
+    except (ValueError, AttributeError):
+        dlq = "?"
+    logger.info("start-up check: queue %s can be read (dead-letter queue %s)", queue_url, dlq)
+
+
+def check_bus(events: Any, bus: str) -> None:
+    """The bus must exist: without it every batch would wait in the outbox, retried forever."""
+    try:
+        events.describe_event_bus(Name=bus)
+    except Exception as err:
+        if _error_code(err) in DENIED_CODES:
+            logger.warning(
+                "start-up check: cannot check event bus %s (no events:DescribeEventBus "
+                "permission?): %s",
+                bus,
+                err,
+            )
+            return
+        raise ServiceError(
+            f"event bus {bus} cannot be used: {err} (check --event-bus / EDP_EVENT_BUS_NAME, "
+            "--region and --endpoint-url)"
+        ) from err
+    logger.info("start-up check: event bus %s exists", bus)
+
+
+def check_topic(sns: Any, topic_arn: str) -> None:
+    """The topic, when one is set, must exist (its copies would otherwise all fail)."""
+    try:
+        sns.get_topic_attributes(TopicArn=topic_arn)
+    except Exception as err:
+        if _error_code(err) in DENIED_CODES:
+            logger.warning(
+                "start-up check: cannot check topic %s (no sns:GetTopicAttributes permission?): %s",
+                topic_arn,
+                err,
+            )
+            return
+        raise ServiceError(
+            f"SNS topic {topic_arn} cannot be used: {err} (check --sns-topic-arn / "
+            "EDP_SNS_TOPIC_ARN)"
+        ) from err
+    logger.info("start-up check: SNS topic %s exists", topic_arn)
+
+
+class DeadlineQueue:
+    """An SQS client whose long polls never wait past ``deadline`` (a monotonic time), so
+    ``--max-runtime N`` stops within N seconds plus one short receive, not N plus ``--poll-wait``."""
+
+    def __init__(
+        self, sqs: Any, deadline: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._sqs = sqs
+        self._deadline = deadline
+        self._monotonic = monotonic
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        left = max(0, math.ceil(self._deadline - self._monotonic()))
+        kwargs["WaitTimeSeconds"] = min(int(kwargs.get("WaitTimeSeconds", 0)), left)
+        return self._sqs.receive_message(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
 
 
 @contextmanager
@@ -421,13 +498,9 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     def handle(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if stop.is_set():
-            print(f"edp run: {name} again: exiting now", file=sys.stderr, flush=True)
+            logger.warning("%s again: exiting now", name)
             os._exit(EXIT_INTERRUPTED)
-        print(
-            f"edp run: {name}: stopping after this receive (send again to exit at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+        logger.warning("%s: stopping after this receive (send again to exit at once)", name)
         stop.set()
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -439,20 +512,13 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 @contextmanager
-def progress_on_stderr(verbose: bool) -> Iterator[None]:
-    """Progress lines on stderr for the `edp` loggers while the service runs."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s edp run: %(message)s"))
-    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
-    edp_logger = logging.getLogger("edp")
-    previous_level = edp_logger.level
-    edp_logger.addHandler(handler)
-    edp_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    try:
+def progress_on_stderr(
+    verbose: bool, *, log_format: str = "text", log_level: str | None = None
+) -> Iterator[None]:
+    """Progress lines on stderr for the `edp` loggers while the service runs (see edp.logs)."""
+    level = log_level or ("debug" if verbose else "info")
+    with command_logging("edp run", level=level, log_format=log_format):
         yield
-    finally:
-        edp_logger.removeHandler(handler)
-        edp_logger.setLevel(previous_level)
 
 
 def run_service(
@@ -464,15 +530,30 @@ def run_service(
     poll_wait: int = 10,
     max_runtime: float | None = None,
     verbose: bool = False,
+    log_format: str = "text",
+    log_level: str | None = None,
 ) -> int:
     """`edp run`: wire real clients, the store and signal handlers; run until stopped; exit code."""
+    if max_runtime is not None and not max_runtime > 0:
+        raise SettingsError("--max-runtime", max_runtime, "a number of seconds > 0")
     stop = threading.Event()
-    with progress_on_stderr(verbose), stop_on_signals(stop):
-        sqs_client = client_factory("sqs", endpoint_url=endpoint_url, region=region)
-        sqs = sqs_client()
+    started = time.monotonic()
+    with (
+        progress_on_stderr(verbose, log_format=log_format, log_level=log_level),
+        stop_on_signals(stop),
+    ):
+        sqs: Any = client_factory("sqs", endpoint_url=endpoint_url, region=region)()
         check_queue(sqs, queue_url)
         # Made now, not at the first publish, so the first batch is not late by a client's setup.
         events = client_factory("events", endpoint_url=endpoint_url, region=region)()
+        check_bus(events, settings.event_bus)
+        sns_factory = client_factory("sns", endpoint_url=endpoint_url, region=region)
+        if settings.sns_topic_arn:
+            sns = sns_factory()
+            check_topic(sns, settings.sns_topic_arn)
+            sns_factory = lambda: sns  # noqa: E731
+        if max_runtime is not None:
+            sqs = DeadlineQueue(sqs, started + max_runtime)
         store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
         try:
             scheme = settings.database_url.split(":", 1)[0].lower()
@@ -482,7 +563,7 @@ def run_service(
                 queue_url=queue_url,
                 sqs_client=lambda: sqs,
                 events_client=lambda: events,
-                sns_client=client_factory("sns", endpoint_url=endpoint_url, region=region),
+                sns_client=sns_factory,
                 stop=stop,
                 poll_wait=poll_wait,
                 exclusive_store=scheme in ("sqlite", "memory"),
@@ -496,10 +577,11 @@ def run_service(
                 settings.threshold_duration,
                 settings.threshold_count,
             )
-            started = time.monotonic()
             timer = None
             if max_runtime is not None:
-                timer = threading.Timer(max_runtime, stop.set)
+                timer = threading.Timer(
+                    max(0.0, started + max_runtime - time.monotonic()), stop.set
+                )
                 timer.daemon = True
                 timer.start()
             try:
