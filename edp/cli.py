@@ -25,7 +25,8 @@ SETTINGS_HELP = """\
 Settings come from flags, else from env vars (EDP_BUCKET_NAME, EDP_BUCKET_IGNORE_PREFIXES,
 EDP_BUCKET_PREFIX_DEPTH, EDP_BUCKET_THRESHOLD_DURATION, EDP_BUCKET_THRESHOLD_EVENT_COUNT,
 EDP_EVENT_BUS_NAME, EDP_SNS_TOPIC_ARN, EDP_DATABASE_URL, EDP_MARKER_FILES,
-EDP_BUCKET_THRESHOLD_MAX_AGE, EDP_DEDUPE_WINDOW, EDP_EVENTBRIDGE_KEYS_ENCODED), else defaults.
+EDP_BUCKET_THRESHOLD_MAX_AGE, EDP_DEDUPE_WINDOW, EDP_EVENTBRIDGE_KEYS_ENCODED,
+EDP_EVENT_IDS_RELIABLE), else defaults.
 """
 
 
@@ -85,6 +86,14 @@ def _settings_flags(parser: argparse.ArgumentParser, *, db_help: str) -> None:
         help="EventBridge input carries raw keys (some emulators); do not URL-decode them "
         "[EDP_EVENTBRIDGE_KEYS_ENCODED=false]",
     )
+    group.add_argument(
+        "--event-ids-unreliable",
+        action="store_true",
+        default=None,
+        help="the input's sequencers, version ids and event ids do not tell writes apart (some "
+        "emulators send the same ones for every write): take no event for a duplicate or stale "
+        "[EDP_EVENT_IDS_RELIABLE=false]",
+    )
     group.add_argument("--event-bus", metavar="NAME", help="bus to publish to [EDP_EVENT_BUS_NAME]")
     group.add_argument(
         "--sns-topic-arn", metavar="ARN", help="also publish to this topic [EDP_SNS_TOPIC_ARN]"
@@ -106,6 +115,7 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         "sns_topic_arn": args.sns_topic_arn,
         "database_url": args.db,
         "eventbridge_keys_encoded": False if args.eventbridge_keys_unencoded else None,
+        "event_ids_reliable": False if args.event_ids_unreliable else None,
     }
     overrides.update(extra)
     if isinstance(overrides["buckets"], tuple):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from edp.core import Emission, RoutedEvent, Rules
@@ -19,6 +19,12 @@ class IngestOutcome:
     accepted: int = 0
     emissions: list[Emission] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
+
+
+def without_ids(event: ObjectEvent) -> ObjectEvent:
+    """The event with nothing that identifies the write (``EDP_EVENT_IDS_RELIABLE=false``): its
+    identity is then None, so it is never a duplicate, and without a sequencer never stale."""
+    return replace(event, version_id=None, sequencer=None, event_id=None)
 
 
 class Emitter:
@@ -41,6 +47,8 @@ class Emitter:
             if prefix is None:
                 dropped[DROPPED_PREFIX + str(reason)] += 1
             else:
+                if not self.settings.event_ids_reliable:
+                    event = without_ids(event)
                 routed.append(RoutedEvent(event, prefix, arrived or event.event_time))
         return routed, dropped
 
