@@ -20,6 +20,10 @@ AWS_HINT = (
     "edp: check AWS_DEFAULT_REGION (or --region), your credentials, and --endpoint-url "
     "for an emulator"
 )
+# For commands without --region / --endpoint-url (status, simulate: the store's secret).
+AWS_ENV_HINT = (
+    "edp: check AWS_DEFAULT_REGION, your credentials, and AWS_ENDPOINT_URL for an emulator"
+)
 
 SETTINGS_HELP = """\
 Settings come from flags, else from env vars (EDP_BUCKET_NAME, EDP_BUCKET_IGNORE_PREFIXES,
@@ -342,9 +346,13 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import os
+
     from edp.status import show_status
 
-    settings = Settings.from_sources(database_url=args.db)
+    # Only the store's settings: a bad batching env var is no reason for status to fail.
+    env = {k: os.environ.get(k, "") for k in ("EDP_DATABASE_URL", "EDP_DATABASE_SECRET_ARN")}
+    settings = Settings.from_sources(env=env, database_url=args.db)
     return show_status(settings, as_json=args.json, out=sys.stdout)
 
 
@@ -378,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if type(err).__module__.startswith(("botocore", "boto3")):
             # Credentials, region, endpoint or permission problems: say which, no traceback.
             print(f"edp: error: AWS: {err}", file=sys.stderr)
-            print(AWS_HINT, file=sys.stderr)
+            has_aws_flags = getattr(args, "command", None) in ("run", "redrive", "demo")
+            print(AWS_HINT if has_aws_flags else AWS_ENV_HINT, file=sys.stderr)
             return 1
         raise
 

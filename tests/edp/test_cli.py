@@ -255,3 +255,27 @@ def test_status_lists_batches_waiting_to_publish_with_attempts_and_last_error(
     (waiting,) = json.loads(run_cli("status", "--db", db, "--json").stdout)["waiting_to_publish"]
     assert waiting["prefix"] == "lab/run-9/" and waiting["attempts"] == 1
     assert waiting["last_error"].startswith("ResourceNotFoundException")
+
+
+def test_status_ignores_batching_settings_it_does_not_use(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/s.db"
+    run_cli("simulate", "-", "--db", db, stdin=jsonl(eb_event("a/b/1", 0)))
+    result = run_cli("status", "--db", db, env={"EDP_BUCKET_PREFIX_DEPTH": "0"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_aws_hints_name_only_flags_the_command_has(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import botocore.exceptions
+
+    import edp.status
+
+    def no_region(*args: object, **kwargs: object) -> int:
+        raise botocore.exceptions.NoRegionError()
+
+    monkeypatch.setattr(edp.status, "show_status", no_region)
+    assert main(["status", "--db", f"sqlite:///{tmp_path}/s.db"]) == 1
+    err = capsys.readouterr().err
+    assert "edp: error: AWS: You must specify a region." in err
+    assert "--region" not in err and "--endpoint-url" not in err and "AWS_ENDPOINT_URL" in err
