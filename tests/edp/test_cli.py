@@ -191,6 +191,7 @@ def test_an_unusable_store_path_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("simulate", "-", "--db", f"sqlite:///{blocker}/x.db", stdin="")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot open SQLite store" in result.stderr
+    assert f"{blocker} is a file, not a folder" in result.stderr and result.stderr.count("\n") == 1
 
 
 # --- status reads, never writes ---------------------------------------------------------------
