@@ -149,3 +149,28 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"edp {__version__}\n"
+
+
+def test_a_refused_publish_is_recorded_for_status(aws: Pipeline, tmp_path: Path) -> None:
+    """The bus refuses: the batch stays in the outbox with its attempts and the bus's error."""
+    from datetime import UTC, datetime
+
+    from edp.emitter import Emitter
+    from edp.events import parse_message
+    from edp.publisher import Publisher, publish_pending
+    from edp.settings import Settings
+    from edp.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    emitter = Emitter(Settings(database_url="memory://", threshold_count=1), store)
+    emitter.ingest([parse_message(load_event("eventbridge_object_created"))], arrived=None)
+    publisher = Publisher(
+        lambda: aws.client("events"), "no-such-bus", sleep=lambda seconds: None, max_attempts=2
+    )
+    for _ in range(2):
+        report = publish_pending(store, publisher, lambda: datetime.now(UTC))
+        assert report.failed
+    (waiting,) = store.pending()
+    assert waiting.attempts == 2
+    assert waiting.last_error is not None and "no-such-bus" in waiting.last_error
+    store.close()
