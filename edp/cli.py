@@ -306,7 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if not 0 <= args.poll_wait <= 20:
         raise SettingsError("--poll-wait", args.poll_wait, "0 to 20 seconds (SQS's limit)")
-    if args.max_runtime is not None and not args.max_runtime > 0:
+    if args.max_runtime is not None and not 0 < args.max_runtime < float("inf"):
         raise SettingsError("--max-runtime", args.max_runtime, "a number of seconds > 0")
     return run_service(
         settings,

@@ -572,7 +572,7 @@ def run_service(
     log_level: str | None = None,
 ) -> int:
     """`edp run`: wire real clients, the store and signal handlers; run until stopped; exit code."""
-    if max_runtime is not None and not max_runtime > 0:
+    if max_runtime is not None and not 0 < max_runtime < math.inf:
         raise SettingsError("--max-runtime", max_runtime, "a number of seconds > 0")
     stop = threading.Event()
     started = time.monotonic()

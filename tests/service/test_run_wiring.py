@@ -86,7 +86,7 @@ def test_log_level_warning_hides_progress_lines(
     assert "WARNING edp run: rejected message" in err and " INFO " not in err
 
 
-@pytest.mark.parametrize("value", ["0", "-5"])
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
 def test_max_runtime_must_be_positive(
     aws: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
