@@ -8,8 +8,10 @@ from edp.store.base import BatchStore, IngestResult
 __all__ = ["BatchStore", "IngestResult", "open_store"]
 
 
-def open_store(url: str, *, secret_arn: str | None = None) -> BatchStore:
+def open_store(url: str, *, secret_arn: str | None = None, durable: bool = True) -> BatchStore:
     """Open the store a URL names: ``sqlite:///path``, ``postgresql://...`` or ``memory://``.
+
+    ``durable=False`` is for a throwaway SQLite file (simulate's own): commits skip the fsync.
 
     Backends are imported here, on demand, so the Lambda that uses SQLite or memory never loads psycopg.
     """
@@ -17,7 +19,7 @@ def open_store(url: str, *, secret_arn: str | None = None) -> BatchStore:
     if scheme == "sqlite":
         from edp.store.sqlite import SqliteStore
 
-        return SqliteStore(url)
+        return SqliteStore(url, durable=durable)
     if scheme in ("postgresql", "postgres"):
         try:
             from edp.store.postgres import PostgresStore

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -97,6 +98,13 @@ class BatchStore(ABC):
             return IngestResult()
         changes = self._apply(events, rules)
         return IngestResult(emissions=list(changes.closed), counters=changes.counters)
+
+    def transaction(self) -> AbstractContextManager[object]:
+        """Run several calls as one transaction (``with store.transaction(): ...``).
+
+        Backends that cannot nest their calls in one transaction keep one transaction per call.
+        """
+        return nullcontext()
 
     def __enter__(self) -> BatchStore:
         return self

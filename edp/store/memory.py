@@ -14,6 +14,7 @@ import heapq
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,6 +62,9 @@ class MemoryStore(BatchStore):
         self._outbox: dict[str, _Outboxed] = {}
         self._pending: dict[str, _Outboxed] = {}  # the outbox's unpublished part
         self._counters: Counter[str] = Counter()
+
+    def transaction(self) -> AbstractContextManager[object]:
+        return self._lock  # calls nest under the lock; each one writes only when it succeeds
 
     # --- ingest ------------------------------------------------------------------------
     def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
