@@ -49,8 +49,8 @@ class MemoryStore(BatchStore):
         self._lock = threading.RLock()
         self._clock: datetime | None = None
         self._batches: dict[Place, OpenBatch] = {}
-        # (due_at, bucket, prefix, batch_id); an entry is live while that batch is still open
-        # with that due time (stale entries are dropped when they reach the top).
+        # (due_at, bucket, prefix, batch_id): at most about one entry per open batch, its due
+        # time or an earlier one (entries are corrected or dropped when they reach the top).
         self._due: list[tuple[datetime, str, str, str]] = []
         self._members: dict[str, set[str]] = {}  # open batch id -> keys created in it
         # (bucket, key) -> (highest sequencer, ingest clock of its update), oldest update first:
@@ -143,10 +143,13 @@ class MemoryStore(BatchStore):
         where = (batch.bucket, batch.prefix)
         previous = self._batches.get(where)
         self._batches[where] = batch
+        # A heap entry is a lower bound of its batch's due time: activity only moves a due time
+        # later, and an entry that reaches the top is moved then. An earlier time needs an entry.
         if batch.due_at is not None and (
             previous is None
             or previous.batch_id != batch.batch_id
-            or previous.due_at != batch.due_at
+            or previous.due_at is None
+            or batch.due_at < previous.due_at
         ):
             heapq.heappush(self._due, (batch.due_at, batch.bucket, batch.prefix, batch.batch_id))
 
@@ -164,12 +167,21 @@ class MemoryStore(BatchStore):
                 self._outbox[emission.batch_id] = item
                 self._pending[emission.batch_id] = item
 
-    def _live_due(self, entry: tuple[datetime, str, str, str]) -> OpenBatch | None:
-        due_at, bucket, prefix, batch_id = entry
-        batch = self._batches.get((bucket, prefix))
-        if batch is None or batch.batch_id != batch_id or batch.due_at != due_at:
-            return None
-        return batch
+    def _top(self) -> OpenBatch | None:
+        """The open batch of the heap's top entry once that entry is exact (or None: empty)."""
+        heap = self._due
+        while heap:
+            due_at, bucket, prefix, batch_id = heap[0]
+            batch = self._batches.get((bucket, prefix))
+            if batch is None or batch.batch_id != batch_id or batch.due_at is None:
+                heapq.heappop(heap)  # closed, or no longer due at all
+            elif batch.due_at > due_at:
+                heapq.heapreplace(heap, (batch.due_at, bucket, prefix, batch_id))  # moved later
+            elif batch.due_at < due_at:
+                heapq.heappop(heap)  # superseded by the earlier entry pushed for it
+            else:
+                return batch
+        return None
 
     # --- emitting ----------------------------------------------------------------------
     def close_due(self, now: datetime, rules: Rules, limit: int | None = None) -> list[Emission]:
@@ -177,15 +189,21 @@ class MemoryStore(BatchStore):
             # Like the SQL stores: the batches whose stored due time has come, oldest first.
             due: list[OpenBatch] = []
             places: set[Place] = set()
-            heap = self._due
-            while heap and heap[0][0] <= now and (limit is None or len(due) < limit):
-                batch = self._live_due(heapq.heappop(heap))
-                if batch is not None and (batch.bucket, batch.prefix) not in places:
+            while limit is None or len(due) < limit:
+                batch = self._top()
+                if batch is None or batch.due_at is None or batch.due_at > now:
+                    break
+                heapq.heappop(self._due)
+                if (batch.bucket, batch.prefix) not in places:
                     places.add((batch.bucket, batch.prefix))
                     due.append(batch)
             emissions = close_due(due, now, rules)
             for batch in rescheduled(due, emissions, rules):
-                self._put_batch(batch)
+                self._batches[(batch.bucket, batch.prefix)] = batch
+                if batch.due_at is not None:  # its entry was taken off the heap above
+                    heapq.heappush(
+                        self._due, (batch.due_at, batch.bucket, batch.prefix, batch.batch_id)
+                    )
             for emission in emissions:
                 del self._batches[(emission.bucket, emission.prefix)]
             self._counters.update(emitted_counters(emissions))
@@ -194,12 +212,8 @@ class MemoryStore(BatchStore):
 
     def next_due(self) -> datetime | None:
         with self._lock:
-            heap = self._due
-            while heap:
-                if self._live_due(heap[0]) is not None:
-                    return heap[0][0]
-                heapq.heappop(heap)
-            return None
+            batch = self._top()
+            return batch.due_at if batch is not None else None
 
     def claim_pending(self, now: datetime, lease: timedelta, limit: int = 100) -> list[Emission]:
         with self._lock:
