@@ -35,6 +35,9 @@ DEFAULT_DEDUPE_WINDOW = (
     24 * 3600
 )  # duplicates are recognised for a day after their batch is emitted
 DEFAULT_EVENT_BUS = "default"
+# Longest duration setting (threshold, max age, dedupe window): ten years. Bounded so that no due
+# time or dedupe expiry computed from an accepted event time (edp.events) can overflow.
+MAX_SECONDS = 10 * 365 * 24 * 3600
 
 # S3 bucket naming rules (general purpose buckets): 3-63 chars, lowercase, digits, dots, hyphens.
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -68,18 +71,19 @@ def _check_bucket(name: str) -> None:
         )
 
 
-def _positive_int(name: str, value: object) -> int:
+def _positive_int(name: str, value: object, maximum: int | None = None) -> int:
+    allowed = "a whole number >= 1" + (f" and <= {maximum}" if maximum is not None else "")
     if isinstance(value, bool):
-        raise SettingsError(name, value, "a whole number >= 1")
+        raise SettingsError(name, value, allowed)
     if isinstance(value, int):
         number = value
     else:
         text = str(value).strip()
-        if not re.fullmatch(r"\+?\d+", text):
-            raise SettingsError(name, value, "a whole number >= 1")
+        if not re.fullmatch(r"\+?\d{1,30}", text):
+            raise SettingsError(name, value, allowed)
         number = int(text)
-    if number < 1:
-        raise SettingsError(name, value, "a whole number >= 1")
+    if number < 1 or (maximum is not None and number > maximum):
+        raise SettingsError(name, value, allowed)
     return number
 
 
@@ -121,7 +125,7 @@ class Settings:
         object.__setattr__(
             self,
             "threshold_duration",
-            _positive_int("BucketThresholdDuration", self.threshold_duration),
+            _positive_int("BucketThresholdDuration", self.threshold_duration, MAX_SECONDS),
         )
         object.__setattr__(
             self,
@@ -130,9 +134,13 @@ class Settings:
         )
         if self.max_age is not None:
             object.__setattr__(
-                self, "max_age", _positive_int("BucketThresholdMaxAge", self.max_age)
+                self, "max_age", _positive_int("BucketThresholdMaxAge", self.max_age, MAX_SECONDS)
             )
-        object.__setattr__(self, "dedupe_window", _positive_int("DedupeWindow", self.dedupe_window))
+        object.__setattr__(
+            self,
+            "dedupe_window",
+            _positive_int("DedupeWindow", self.dedupe_window, MAX_SECONDS),
+        )
         if not self.event_bus or len(self.event_bus) > 256:
             raise SettingsError("EventBusName", self.event_bus, "a bus name or ARN, 1-256 chars")
         if self.sns_topic_arn is not None and not self.sns_topic_arn.startswith("arn:"):
