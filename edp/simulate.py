@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO
+from typing import IO, Any
 
 from edp.core import ACCEPTED, DUPLICATE, STALE, Emission, emission_order
 from edp.emitter import Emitter
@@ -31,12 +31,12 @@ READ_SIZE = 1 << 16  # bytes read at a time from a JSON array
 # that its first line is reported as not JSON (a JSON lines file cannot swallow its next lines).
 MAX_MESSAGE_LINES = 10_000
 
-Message = tuple[int, str | BadEventError]  # (line number, JSON text or what was wrong with it)
+Message = tuple[int, Any]  # (line number, decoded JSON, or a BadEventError: what was wrong with it)
 
 
 # --- reading ----------------------------------------------------------------------------------
 def read_messages(source: str | IO[bytes]) -> Iterator[Message]:
-    """(line number, message text) pairs, streamed: JSON lines, JSON arrays, pretty-printed JSON.
+    """(line number, decoded message) pairs, streamed: JSON lines, JSON arrays, pretty-printed JSON.
 
     A message that cannot be read (not UTF-8, not JSON) comes as a BadEventError, so the caller
     reports it with its line number and goes on.
@@ -48,11 +48,21 @@ def read_messages(source: str | IO[bytes]) -> Iterator[Message]:
     for number, line in lines:
         if not line.strip():
             continue
-        if line.lstrip()[:1] == b"[":
+        if line.lstrip()[:1] == b"[" and _opens_array(line):
+            # An array spread over lines: read item by item. (An array on one line is a message of
+            # its own, as in JSON lines, and a line that is not JSON is reported alone.)
             yield from _array(number, line, stream)
         else:
             yield from _json_lines(number, line, lines)
         return
+
+
+def _opens_array(line: bytes) -> bool:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return _loads(text) is _INCOMPLETE
 
 
 def _numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
@@ -68,15 +78,29 @@ def _decode(number: int, line: bytes) -> str | BadEventError:
         )
 
 
-def _incomplete(text: str) -> bool:
-    """Whether ``text`` is the start of a JSON object or array that ends on a later line."""
+def _loads(text: str) -> Any:
+    """The JSON value of ``text``; _INCOMPLETE when it stops short (it may go on on the next
+    lines); a BadEventError naming what is wrong otherwise."""
     try:
-        json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as err:
-        return err.pos >= len(text.rstrip())
+        if err.pos >= len(text.rstrip()) and text.lstrip()[:1] in ("{", "["):
+            return _INCOMPLETE
+        return _not_json(text)
     except (RecursionError, ValueError):
-        return False
-    return False
+        return _not_json(text)
+
+
+def _not_json(text: str) -> BadEventError:
+    """The parser's own one-line reason for text that is not a JSON message."""
+    try:
+        parse_message(text)
+    except BadEventError as err:
+        return err
+    return BadEventError("message: not JSON")
+
+
+_INCOMPLETE = object()
 
 
 def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> Iterator[Message]:
@@ -98,17 +122,16 @@ def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> 
         if not line.strip():
             continue
         text = _decode(number, line)
-        if (
-            isinstance(text, BadEventError)
-            or text.lstrip()[:1] not in ("{", "[")
-            or not _incomplete(text)
-        ):
+        if isinstance(text, BadEventError):
             yield number, text
+            continue
+        value = _loads(text)
+        if value is not _INCOMPLETE:
+            yield number, value
             continue
         # Perhaps one pretty-printed message: join the next lines until it parses.
         taken: list[tuple[int, bytes]] = []
         parts = [text]
-        complete = False
         for more in source:
             taken.append(more)
             piece = _decode(*more)
@@ -117,19 +140,14 @@ def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> 
             parts.append(piece)
             if not piece.strip():
                 continue
-            joined = "".join(parts)
-            if not _incomplete(joined):
-                try:
-                    json.loads(joined)
-                except (ValueError, RecursionError):
-                    break
-                complete = True
+            value = _loads("".join(parts))
+            if value is not _INCOMPLETE:
                 break
-        if complete:
-            yield number, "".join(parts)
+        if value is not _INCOMPLETE and not isinstance(value, BadEventError):
+            yield number, value
         else:
             # Not one message after all: report the first line, read the others on their own.
-            yield number, text
+            yield number, _not_json(text)
             queue[:0] = taken
 
 
@@ -177,45 +195,63 @@ def _array(number: int, first: bytes, stream: IO[bytes]) -> Iterator[Message]:
         more(first)
         while skip_space():
             if buffer[pos] != "[":
-                yield line, BadEventError("not JSON (text after the JSON array)")
-                return
+                break  # JSON lines after the array: read on line by line
             pos += 1
             expect_item = True
             while True:
                 if not skip_space():
-                    yield line, BadEventError("not JSON (the array is not closed)")
+                    yield line, BadEventError("message: not JSON (the array is not closed)")
                     return
                 if buffer[pos] == "]":
                     pos += 1
                     break
                 if not expect_item:
                     if buffer[pos] != ",":
-                        yield line, BadEventError("not JSON (expected ',' or ']' in the array)")
+                        yield (
+                            line,
+                            BadEventError("message: not JSON (expected ',' or ']' in the array)"),
+                        )
                         return
                     pos += 1
                     expect_item = True
                     continue
                 while True:
                     try:
-                        _, end = decoder.raw_decode(buffer, pos)
+                        value, end = decoder.raw_decode(buffer, pos)
                     except json.JSONDecodeError as err:
                         if more():
                             continue
-                        yield line, BadEventError(f"not JSON ({err.msg})")
+                        yield line, BadEventError(f"message: not JSON ({err.msg})")
                         return
-                    except RecursionError:
-                        yield line, BadEventError("not JSON (nested too deep)")
+                    except (RecursionError, ValueError):
+                        yield line, _not_json(buffer[pos:])
                         return
                     # A number cut at the end of a block decodes too: make sure the item ended.
                     if not buffer[end:].strip() and more():
                         continue
                     break
-                yield line, buffer[pos:end]
+                yield line, value
                 line += buffer.count("\n", pos, end)
                 pos = end
                 expect_item = False
     except UnicodeDecodeError:
         yield line, BadEventError("not UTF-8 text")
+        return
+    if pos < len(buffer):
+        # Undecoded bytes the decoder holds come after the buffer's text.
+        head = buffer[pos:].encode("utf-8", "surrogatepass") + utf8.getstate()[0]
+        lines = enumerate(_joined_lines(head, stream), start=line)
+        first_number, first_line = next(lines)
+        yield from _json_lines(first_number, first_line, lines)
+
+
+def _joined_lines(head: bytes, stream: IO[bytes]) -> Iterator[bytes]:
+    """The lines of ``head`` followed by the stream's (the last of head goes on in the stream)."""
+    pieces = head.split(b"\n")
+    for piece in pieces[:-1]:
+        yield piece + b"\n"
+    yield pieces[-1] + stream.readline()
+    yield from stream
 
 
 # --- playing --------------------------------------------------------------------------------
@@ -306,6 +342,8 @@ def simulate(
         try:
             if isinstance(message, BadEventError):
                 raise message
+            if isinstance(message, str):  # a JSON string, not JSON text to read again
+                raise BadEventError("message: expected a JSON object, got str")
             parsed = parse_message(message, eventbridge_keys_encoded=encoded)
         except BadEventError as error:
             summary.rejected += 1
