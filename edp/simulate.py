@@ -349,8 +349,14 @@ def simulate(
             summary.rejected += 1
             err.write(f"line {number}: {error}\n")
             continue
-        first = min((e.event_time for e in parsed.events), default=None)
-        last = max((e.event_time for e in parsed.events), default=None)
+        found = parsed.events
+        first: datetime | None
+        last: datetime | None
+        if len(found) == 1:
+            first = last = found[0].event_time
+        else:
+            first = min((e.event_time for e in found), default=None)
+            last = max((e.event_time for e in found), default=None)
         if chunk_start is not None and last is not None and last - chunk_start >= window:
             flush()
             chunk_start = None
