@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from edp import __version__
@@ -179,9 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate",
         help="play an event stream offline and print what would be published",
-        description="Play S3 events (JSON lines, or one JSON array; any accepted shape or envelope) "
-        "through the real store and print one EventBridge event per emission. The clock is each "
-        "event's own time. Bad lines are reported on stderr with their line number; exit 1 if any.",
+        description="Play S3 events (JSON lines, a JSON array, or pretty-printed JSON objects; any "
+        "accepted shape or envelope) through the real store and print one EventBridge event per "
+        "emission. The clock is each event's own time. The input is streamed. Bad lines are "
+        "reported on stderr with their line number (exit 1 if any), then one summary line: "
+        "events accepted, dropped by reason, duplicates, stale, emissions.",
         epilog=SETTINGS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -286,18 +289,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edp-simulate-") as tmp:
         default_db = f"sqlite:///{Path(tmp) / 'simulate.sqlite'}"
         settings = settings_from_args(args, database_url=args.db or default_db)
-        if args.file == "-":
-            text = sys.stdin.read()
-        else:
-            try:
-                text = Path(args.file).read_text(encoding="utf-8")
-            except OSError as err:
-                raise EdpError(f"cannot read {args.file}: {err.strerror}") from err
-        store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
-        try:
-            return simulate(text, Emitter(settings, store), sys.stdout, sys.stderr)
-        finally:
-            store.close()
+        with contextlib.ExitStack() as opened:
+            if args.file == "-":
+                source: IO[bytes] = sys.stdin.buffer
+            else:
+                try:
+                    source = opened.enter_context(Path(args.file).open("rb"))
+                except OSError as err:
+                    raise EdpError(f"cannot read {args.file}: {err.strerror}") from err
+            # The temporary store is deleted at exit: it needs no fsync. A store the user names
+            # (--db) keeps its durable commits.
+            store = open_store(
+                settings.database_url,
+                secret_arn=settings.database_secret_arn,
+                durable=args.db is not None,
+            )
+            opened.callback(store.close)
+            return simulate(source, Emitter(settings, store), sys.stdout, sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

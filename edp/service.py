@@ -44,6 +44,11 @@ from edp.store import BatchStore, open_store
 from edp.store.base import DROPPED_PREFIX
 
 RECEIVE_MAX_MESSAGES = 10  # ReceiveMessage / DeleteMessageBatch API limit per call
+# When a receive comes back full, the queue has more: up to this many receives (no wait) are
+# stored in one store transaction, which costs about what one receive's transaction costs, for
+# at most COALESCE_SECONDS (so the first message's visibility timeout is never at risk).
+COALESCE_RECEIVES = 10
+COALESCE_SECONDS = 1.0
 RESWEEP_EVERY = 5.0  # seconds: longest sleep of the emitter thread (outbox retries, other writers)
 # Seconds to wait when the next due time has already passed: a batch that became due during the
 # sweep goes out this late at most, and one that a sweep cannot close (stored under other
@@ -152,6 +157,8 @@ class Service:
         self._finishing = threading.Event()  # the poller has stopped: one last sweep, then exit
         self._stats_lock = threading.Lock()
         self._last_purge: datetime | None = None
+        # When the emitter thread sweeps next (None: it is sweeping, or has not planned yet).
+        self._next_sweep_at: datetime | None = None
 
     # --- the whole service --------------------------------------------------------------
     def run(self) -> ServiceStats:
@@ -191,14 +198,24 @@ class Service:
         Returns how many messages were received. Raises when the receive or the store fails
         (nothing is deleted then: the messages come back after their visibility timeout).
         """
-        response = self._sqs_client().receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=RECEIVE_MAX_MESSAGES,
-            WaitTimeSeconds=self.poll_wait if wait is None else wait,
-        )
-        messages = response.get("Messages", [])
+        messages = self._receive(self.poll_wait if wait is None else wait)
         if not messages:
             return 0
+        # A full receive means more are waiting: take them too (without waiting), so that one
+        # store transaction covers several receives. Nothing is deleted before it commits.
+        started, last = time.monotonic(), len(messages)
+        receives = 1
+        while (
+            last == RECEIVE_MAX_MESSAGES
+            and receives < COALESCE_RECEIVES
+            and time.monotonic() - started < COALESCE_SECONDS
+            and not self.stop.is_set()
+        ):
+            more = self._receive(0)
+            receives += 1
+            last = len(more)
+            if not _gather(messages, more):
+                break  # only messages already in hand came back (a short visibility timeout)
         parsed: list[Parsed] = []
         good: list[dict[str, Any]] = []
         rejected = 0
@@ -244,8 +261,12 @@ class Service:
         with self._stats_lock:
             self.stats.stored += len(good)
             self.stats.events.update(outcome.counters)
-        # Wake the emitter thread: batches may have closed (count, marker) or a due time moved.
-        self._wake.set()
+        # Wake the emitter thread only when it has something to do before it would wake anyway:
+        # batches closed (count, marker), or a batch now falls due before its planned sweep.
+        planned = self._next_sweep_at
+        due = outcome.earliest_due
+        if outcome.emissions or (due is not None and (planned is None or due < planned)):
+            self._wake.set()
         deleted = self._delete(good)
         with self._stats_lock:
             self.stats.deleted += deleted
@@ -258,6 +279,14 @@ class Service:
                 dict(one.ignored) or "none",
             )
         return len(messages)
+
+    def _receive(self, wait: int) -> list[dict[str, Any]]:
+        response = self._sqs_client().receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=RECEIVE_MAX_MESSAGES,
+            WaitTimeSeconds=wait,
+        )
+        return list(response.get("Messages", []))
 
     def _delete(self, messages: list[dict[str, Any]]) -> int:
         """Delete stored messages; a failed delete only means a duplicate delivery later."""
@@ -344,6 +373,8 @@ class Service:
         backoff = FIRST_ERROR_BACKOFF
         while True:
             self._wake.clear()
+            # While sweeping, any stored due time may be earlier than the next sweep: wake for all.
+            self._next_sweep_at = None
             finishing = self._finishing.is_set()
             try:
                 report = self.sweep(final=finishing)
@@ -357,6 +388,7 @@ class Service:
                 backoff = min(backoff * 2, MAX_ERROR_BACKOFF)
             if finishing:
                 return
+            self._next_sweep_at = self.clock() + timedelta(seconds=wait)
             self._wake.wait(wait)
 
     def reclaim_abandoned(self) -> int:
@@ -415,6 +447,22 @@ class Service:
             rfc3339(emission.emitted_at),
             late,
         )
+
+
+def _gather(messages: list[dict[str, Any]], more: list[dict[str, Any]]) -> bool:
+    """Add ``more`` to ``messages``; a message received again keeps only its newest receipt
+    handle (the one SQS deletes with). False when nothing new came."""
+    index = {m.get("MessageId"): i for i, m in enumerate(messages)}
+    new = False
+    for message in more:
+        at = index.get(message.get("MessageId"))
+        if at is None:
+            index[message.get("MessageId")] = len(messages)
+            messages.append(message)
+            new = True
+        else:
+            messages[at] = message
+    return new
 
 
 # --- wiring for `edp run` ---------------------------------------------------------------

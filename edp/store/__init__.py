@@ -8,9 +8,12 @@ from edp.store.base import BatchStore, IngestResult, PendingBatch
 __all__ = ["BatchStore", "IngestResult", "PendingBatch", "open_store"]
 
 
-def open_store(url: str, *, secret_arn: str | None = None, read_only: bool = False) -> BatchStore:
+def open_store(
+    url: str, *, secret_arn: str | None = None, durable: bool = True, read_only: bool = False
+) -> BatchStore:
     """Open the store a URL names: ``sqlite:///path``, ``postgresql://...`` or ``memory://``.
 
+    ``durable=False`` is for a throwaway SQLite file (simulate's own): commits skip the fsync.
     ``read_only`` (for `edp status`): open an existing store only; create no file, folder, table
     or schema, and fail with a StoreError when there is no store at that URL.
 
@@ -20,7 +23,7 @@ def open_store(url: str, *, secret_arn: str | None = None, read_only: bool = Fal
     if scheme == "sqlite":
         from edp.store.sqlite import SqliteStore
 
-        return SqliteStore(url, read_only=read_only)
+        return SqliteStore(url, durable=durable, read_only=read_only)
     if scheme in ("postgresql", "postgres"):
         try:
             from edp.store.postgres import PostgresStore

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,6 +27,9 @@ class IngestResult:
 
     emissions: list[Emission] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
+    # The earliest due time among the batches the call left open (None: it left none due), so a
+    # caller knows whether the store's next due time may have moved earlier.
+    earliest_due: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,19 @@ class BatchStore(ABC):
         if not events:
             return IngestResult()
         changes = self._apply(events, rules)
-        return IngestResult(emissions=list(changes.closed), counters=changes.counters)
+        dues = [b.due_at for b in changes.batches.values() if b.due_at is not None]
+        return IngestResult(
+            emissions=list(changes.closed),
+            counters=changes.counters,
+            earliest_due=min(dues) if dues else None,
+        )
+
+    def transaction(self) -> AbstractContextManager[object]:
+        """Run several calls as one transaction (``with store.transaction(): ...``).
+
+        Backends that cannot nest their calls in one transaction keep one transaction per call.
+        """
+        return nullcontext()
 
     def __enter__(self) -> BatchStore:
         return self

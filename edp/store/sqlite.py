@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,9 @@ CHUNK = 400  # rows per IN (...) probe: well under SQLite's bound-variable limit
 # commit dirties thousands of pages: keep them cached, and checkpoint the WAL less often so a
 # page dirtied by several commits is copied back once (bench/ingest.py measures the effect).
 DURABILITY_PRAGMA = "PRAGMA synchronous=FULL"
+# For a throwaway store (`edp simulate`'s temporary file): no fsync at all; a crash loses the file,
+# which is deleted at exit anyway. Transactions still commit or roll back as a whole.
+THROWAWAY_PRAGMA = "PRAGMA synchronous=OFF"
 PERFORMANCE_PRAGMAS = (
     "PRAGMA cache_size=-65536",  # KiB: 64 MiB of page cache instead of 2 MiB
     "PRAGMA wal_autocheckpoint=10000",  # pages (40 MiB of WAL) between checkpoints, not 1000
@@ -126,8 +129,9 @@ def path_of(url: str) -> str:
 class SqliteStore(BatchStore):
     """Batch state in one SQLite file; safe for one writer process and any number of readers."""
 
-    def __init__(self, url: str, *, read_only: bool = False) -> None:
-        """``read_only``: open an existing store without creating or changing anything (status)."""
+    def __init__(self, url: str, *, durable: bool = True, read_only: bool = False) -> None:
+        """``read_only``: open an existing store without creating or changing anything (status).
+        ``durable=False``: a throwaway file (simulate's own), commits skip the fsync."""
         self.url = url
         self._lock = threading.RLock()
         path = path_of(url)
@@ -141,7 +145,7 @@ class SqliteStore(BatchStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed batch survives a power cut too, not only a crashed process. It costs
             # one fsync per transaction, which chunked ingest pays once per chunk.
-            self._db.execute(DURABILITY_PRAGMA)
+            self._db.execute(DURABILITY_PRAGMA if durable else THROWAWAY_PRAGMA)
             self._db.execute("PRAGMA busy_timeout=10000")
             for pragma in PERFORMANCE_PRAGMAS:
                 self._db.execute(pragma)
@@ -207,6 +211,9 @@ class SqliteStore(BatchStore):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def transaction(self) -> AbstractContextManager[object]:
+        return self._write()
 
     # --- ingest ------------------------------------------------------------------------
     def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
