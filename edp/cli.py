@@ -17,14 +17,18 @@ from edp.logs import LOG_FORMATS, LOG_LEVELS
 from edp.settings import Settings
 
 EXIT_USAGE = 2
-AWS_HINT = (
-    "edp: check AWS_DEFAULT_REGION (or --region), your credentials, and --endpoint-url "
-    "for an emulator"
-)
-# For commands without --region / --endpoint-url (status, simulate: the store's secret).
-AWS_ENV_HINT = (
-    "edp: check AWS_DEFAULT_REGION, your credentials, and AWS_ENDPOINT_URL for an emulator"
-)
+
+
+def aws_hint(command: str | None) -> str:
+    """What to check after an AWS error, naming only flags ``command`` has."""
+    region = (
+        "AWS_DEFAULT_REGION (or --region)"
+        if command in ("run", "redrive")
+        else "AWS_DEFAULT_REGION"
+    )
+    endpoint = "--endpoint-url" if command in ("run", "redrive", "demo") else "AWS_ENDPOINT_URL"
+    return f"edp: check {region}, your credentials, and {endpoint} for an emulator"
+
 
 SETTINGS_HELP = """\
 Settings come from flags, else from env vars (EDP_BUCKET_NAME, EDP_BUCKET_IGNORE_PREFIXES,
@@ -394,8 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if type(err).__module__.startswith(("botocore", "boto3")):
             # Credentials, region, endpoint or permission problems: say which, no traceback.
             print(f"edp: error: AWS: {err}", file=sys.stderr)
-            has_aws_flags = getattr(args, "command", None) in ("run", "redrive", "demo")
-            print(AWS_HINT if has_aws_flags else AWS_ENV_HINT, file=sys.stderr)
+            print(aws_hint(getattr(args, "command", None)), file=sys.stderr)
             return 1
         raise
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -280,3 +281,17 @@ def test_aws_hints_name_only_flags_the_command_has(
     err = capsys.readouterr().err
     assert "edp: error: AWS: You must specify a region." in err
     assert "--region" not in err and "--endpoint-url" not in err and "AWS_ENDPOINT_URL" in err
+
+
+def test_the_aws_hint_of_each_command_names_only_its_flags() -> None:
+    from edp.cli import aws_hint, build_parser
+
+    parser = build_parser()
+    for command in ("run", "redrive", "demo", "status", "simulate"):
+        options = {
+            option
+            for action in parser._subparsers._group_actions[0].choices[command]._actions  # type: ignore[union-attr]
+            for option in action.option_strings
+        }
+        named = set(re.findall(r"--[a-z-]+", aws_hint(command)))
+        assert named <= options, (command, named - options)
