@@ -218,10 +218,23 @@ class Stack:
     workflow: str
 
 
+ALREADY_THERE = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists", "ResourceAlreadyExistsException")
+
+
+def already(create: Callable[..., Any], **kwargs: Any) -> None:
+    """Create something that a previous demo on the same emulator may have created already."""
+    try:
+        create(**kwargs)
+    except Exception as err:
+        code = getattr(err, "response", {}).get("Error", {}).get("Code")
+        if code not in ALREADY_THERE:
+            raise
+
+
 def build_stack(client: Callable[[str], Any], workflows_dir: Path) -> Stack:
     s3, sqs, sns, events = client("s3"), client("sqs"), client("sns"), client("events")
     for bucket in (BUCKET, QUARANTINE):
-        s3.create_bucket(Bucket=bucket)
+        already(s3.create_bucket, Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_notification_configuration(
         Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
@@ -246,7 +259,7 @@ def build_stack(client: Callable[[str], Any], workflows_dir: Path) -> Stack:
         ),
     )
     events.put_targets(Rule="edp-s3-object-events", Targets=[{"Id": "buffer", "Arn": s3_arn}])
-    events.create_event_bus(Name=BUS)
+    already(events.create_event_bus, Name=BUS)
     ready_url, ready_arn = queue(READY_QUEUE)
     events.put_rule(
         Name="edp-package-objects-ready",
@@ -328,7 +341,7 @@ class Probe:
 def probe_emulator(client: Callable[[str], Any]) -> Probe:
     """Write one key twice into a probe bucket and read the two events EventBridge delivers."""
     s3, sqs, events = client("s3"), client("sqs"), client("events")
-    s3.create_bucket(Bucket=PROBE_BUCKET)
+    already(s3.create_bucket, Bucket=PROBE_BUCKET)
     s3.put_bucket_notification_configuration(
         Bucket=PROBE_BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
     )
