@@ -126,8 +126,8 @@ def _load(raw: Any, where: str) -> Any:
             raise BadEventError(f"{where}: not JSON ({err.msg} at char {err.pos})") from err
         except RecursionError as err:
             raise BadEventError(f"{where}: JSON nested too deeply to be an S3 event") from err
-        except ValueError as err:  # e.g. an integer with more digits than Python converts
-            raise BadEventError(f"{where}: not JSON ({err!s:.80})") from err
+        except ValueError as err:  # an integer with more digits than Python converts
+            raise BadEventError(f"{where}: not JSON (a number with too many digits)") from err
     return raw
 
 
