@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import itertools
 import json
 import os
 from collections import Counter
@@ -105,50 +106,42 @@ _INCOMPLETE = object()
 
 def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> Iterator[Message]:
     """One message per line; a line that opens an object closed on a later line is joined to them."""
-    queue: list[tuple[int, bytes]] = [(number, line)]
-
-    def upcoming() -> Iterator[tuple[int, bytes]]:
-        while True:
-            if queue:
-                yield queue.pop(0)
+    source: Iterator[tuple[int, bytes]] = itertools.chain([(number, line)], rest)
+    while True:
+        for number, line in source:
+            if not line.strip():
                 continue
-            following = next(rest, None)
-            if following is None:
-                return
-            yield following
-
-    source = upcoming()
-    for number, line in source:
-        if not line.strip():
-            continue
-        text = _decode(number, line)
-        if isinstance(text, BadEventError):
-            yield number, text
-            continue
-        value = _loads(text)
-        if value is not _INCOMPLETE:
-            yield number, value
-            continue
-        # Perhaps one pretty-printed message: join the next lines until it parses.
-        taken: list[tuple[int, bytes]] = []
-        parts = [text]
-        for more in source:
-            taken.append(more)
-            piece = _decode(*more)
-            if isinstance(piece, BadEventError) or len(taken) > MAX_MESSAGE_LINES:
-                break
-            parts.append(piece)
-            if not piece.strip():
+            text = _decode(number, line)
+            if isinstance(text, BadEventError):
+                yield number, text
                 continue
-            value = _loads("".join(parts))
+            value = _loads(text)
             if value is not _INCOMPLETE:
-                break
-        if value is not _INCOMPLETE and not isinstance(value, BadEventError):
-            yield number, value
-        else:
+                yield number, value
+                continue
+            # Perhaps one pretty-printed message: join the next lines until it parses.
+            taken: list[tuple[int, bytes]] = []
+            parts = [text]
+            for more in source:
+                taken.append(more)
+                piece = _decode(*more)
+                if isinstance(piece, BadEventError) or len(taken) > MAX_MESSAGE_LINES:
+                    break
+                parts.append(piece)
+                if not piece.strip():
+                    continue
+                value = _loads("".join(parts))
+                if value is not _INCOMPLETE:
+                    break
+            if value is not _INCOMPLETE and not isinstance(value, BadEventError):
+                yield number, value
+                continue
             # Not one message after all: report the first line, read the others on their own.
             yield number, _not_json(text)
-            queue[:0] = taken
+            source = itertools.chain(taken, source)
+            break
+        else:
+            return
 
 
 def _array(number: int, first: bytes, stream: IO[bytes]) -> Iterator[Message]:
