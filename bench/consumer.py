@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import pathlib
+import shutil
 import statistics
 import sys
 import tempfile
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args.files, args.size, args.rounds)
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run(files: int, size: int, rounds: int) -> int:

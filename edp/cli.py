@@ -1,28 +1,41 @@
-"""The `edp` command line: simulate, run, status and demo."""
+"""The `edp` command line: simulate, run, status, redrive and demo."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from urllib.parse import urlsplit
 
+from edp import __version__
 from edp.errors import EdpError, SettingsError
+from edp.logs import LOG_FORMATS, LOG_LEVELS
 from edp.settings import Settings
 
 EXIT_USAGE = 2
-AWS_HINT = (
-    "edp: check AWS_DEFAULT_REGION (or --region), your credentials, and --endpoint-url "
-    "for an emulator"
-)
+
+
+def aws_hint(command: str | None) -> str:
+    """What to check after an AWS error, naming only flags ``command`` has."""
+    region = (
+        "AWS_DEFAULT_REGION (or --region)"
+        if command in ("run", "redrive")
+        else "AWS_DEFAULT_REGION"
+    )
+    endpoint = "--endpoint-url" if command in ("run", "redrive", "demo") else "AWS_ENDPOINT_URL"
+    return f"edp: check {region}, your credentials, and {endpoint} for an emulator"
+
 
 SETTINGS_HELP = """\
 Settings come from flags, else from env vars (EDP_BUCKET_NAME, EDP_BUCKET_IGNORE_PREFIXES,
 EDP_BUCKET_PREFIX_DEPTH, EDP_BUCKET_THRESHOLD_DURATION, EDP_BUCKET_THRESHOLD_EVENT_COUNT,
 EDP_EVENT_BUS_NAME, EDP_SNS_TOPIC_ARN, EDP_DATABASE_URL, EDP_MARKER_FILES,
-EDP_BUCKET_THRESHOLD_MAX_AGE, EDP_DEDUPE_WINDOW, EDP_EVENTBRIDGE_KEYS_ENCODED), else defaults.
+EDP_BUCKET_THRESHOLD_MAX_AGE, EDP_DEDUPE_WINDOW, EDP_EVENTBRIDGE_KEYS_ENCODED,
+EDP_EVENT_IDS_RELIABLE), else defaults.
 """
 
 
@@ -82,6 +95,14 @@ def _settings_flags(parser: argparse.ArgumentParser, *, db_help: str) -> None:
         help="EventBridge input carries raw keys (some emulators); do not URL-decode them "
         "[EDP_EVENTBRIDGE_KEYS_ENCODED=false]",
     )
+    group.add_argument(
+        "--event-ids-unreliable",
+        action="store_true",
+        default=None,
+        help="the input's sequencers, version ids and event ids do not tell writes apart (some "
+        "emulators send the same ones for every write): take no event for a duplicate or stale "
+        "[EDP_EVENT_IDS_RELIABLE=false]",
+    )
     group.add_argument("--event-bus", metavar="NAME", help="bus to publish to [EDP_EVENT_BUS_NAME]")
     group.add_argument(
         "--sns-topic-arn", metavar="ARN", help="also publish to this topic [EDP_SNS_TOPIC_ARN]"
@@ -103,6 +124,7 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         "sns_topic_arn": args.sns_topic_arn,
         "database_url": args.db,
         "eventbridge_keys_encoded": False if args.eventbridge_keys_unencoded else None,
+        "event_ids_reliable": False if args.event_ids_unreliable else None,
     }
     overrides.update(extra)
     if isinstance(overrides["buckets"], tuple):
@@ -116,6 +138,39 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings.from_sources(**overrides)
 
 
+def endpoint_url(value: str | None) -> str | None:
+    """``--endpoint-url`` must be an http(s) URL with a host; checked before any client exists."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            "--endpoint-url", value, "an http:// or https:// URL, e.g. http://127.0.0.1:5000"
+        )
+    return value
+
+
+def _aws_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint-url",
+        help="AWS endpoint for an emulator (moto, LocalStack...), e.g. http://127.0.0.1:5000",
+    )
+    parser.add_argument("--region", help="AWS region (default: from the environment)")
+
+
+def _log_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text lines with a level (default), or JSON lines in Powertools' Logger shape "
+        "for CloudWatch or Loki",
+    )
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, help="least severe level shown (default info)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edp",
@@ -123,14 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
         "package-objects-ready event per batch (Quilt EDP compatible).",
         epilog="Run 'edp COMMAND --help' for a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"edp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sim = sub.add_parser(
         "simulate",
         help="play an event stream offline and print what would be published",
-        description="Play S3 events (JSON lines, or one JSON array; any accepted shape or envelope) "
-        "through the real store and print one EventBridge event per emission. The clock is each "
-        "event's own time. Bad lines are reported on stderr with their line number; exit 1 if any.",
+        description="Play S3 events (JSON lines, a JSON array, or pretty-printed JSON objects; any "
+        "accepted shape or envelope) through the real store and print one EventBridge event per "
+        "emission. The clock is each event's own time. The input is streamed. Bad lines are "
+        "reported on stderr with their line number (exit 1 if any), then one summary line: "
+        "events accepted, dropped by reason, duplicates, stale, emissions.",
         epilog=SETTINGS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -148,8 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--queue-url", required=True, help="SQS queue receiving S3 events")
-    run.add_argument("--endpoint-url", help="AWS endpoint for an emulator or S3-compatible service")
-    run.add_argument("--region", help="AWS region (default: from the environment)")
+    _aws_flags(run)
     run.add_argument(
         "--poll-wait",
         type=int,
@@ -157,8 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="SQS long-poll wait, 0-20 (default 10; also the longest a stop request waits)",
     )
-    run.add_argument("--max-runtime", type=float, metavar="SECONDS", help="stop after this long")
-    run.add_argument("--verbose", "-v", action="store_true", help="log every message and batch")
+    run.add_argument(
+        "--max-runtime",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long (> 0; stops within it plus one short receive)",
+    )
+    run.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="log every message and batch (--log-level debug)",
+    )
+    _log_flags(run)
     _settings_flags(
         run, db_help="store URL (default: SQLite in the user's state dir) [EDP_DATABASE_URL]"
     )
@@ -174,13 +242,41 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     status.set_defaults(func=cmd_status)
 
+    redrive = sub.add_parser(
+        "redrive",
+        help="send dead-lettered messages back to their queue",
+        description="Move messages from a dead-letter queue back to the queue they came from "
+        "(the emitter's input queue, or a consumer's), once what made them fail is fixed. Each "
+        "message is sent first and deleted from the dead-letter queue only once sent, so an "
+        "interruption loses nothing (at worst a message is delivered twice, which the emitter "
+        "and the consumer recognise).",
+        epilog="With --from alone the target is the one queue whose redrive policy names that "
+        "dead-letter queue; with --to alone the dead-letter queue is the one its redrive "
+        "policy names.",
+    )
+    redrive.add_argument("--from", dest="source", metavar="DLQ_URL", help="dead-letter queue")
+    redrive.add_argument("--to", dest="target", metavar="QUEUE_URL", help="queue to send them to")
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="only say how many messages would move"
+    )
+    redrive.add_argument(
+        "--max", type=int, metavar="N", help="move at most N messages (default: all)"
+    )
+    _aws_flags(redrive)
+    _log_flags(redrive)
+    redrive.set_defaults(func=cmd_redrive)
+
     demo = sub.add_parser(
         "demo",
         help="the whole pipeline on this machine: emulator, emitter, consumer",
         description="Start an AWS emulator, play an instrument uploading experiments, run the "
         "emitter and the reference consumer for real, and show what happens.",
     )
-    demo.add_argument("--endpoint-url", help="use this emulator instead of starting one")
+    demo.add_argument(
+        "--endpoint-url",
+        help="use this emulator instead of starting moto (its credentials: any non-empty "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; the demo sets 'demo')",
+    )
     demo.add_argument(
         "--workdir", help="directory for the SQLite store and logs (default: temporary)"
     )
@@ -197,18 +293,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edp-simulate-") as tmp:
         default_db = f"sqlite:///{Path(tmp) / 'simulate.sqlite'}"
         settings = settings_from_args(args, database_url=args.db or default_db)
-        if args.file == "-":
-            text = sys.stdin.read()
-        else:
-            try:
-                text = Path(args.file).read_text(encoding="utf-8")
-            except OSError as err:
-                raise EdpError(f"cannot read {args.file}: {err.strerror}") from err
-        store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
-        try:
-            return simulate(text, Emitter(settings, store), sys.stdout, sys.stderr)
-        finally:
-            store.close()
+        with contextlib.ExitStack() as opened:
+            if args.file == "-":
+                source: IO[bytes] = sys.stdin.buffer
+            else:
+                try:
+                    source = opened.enter_context(Path(args.file).open("rb"))
+                except OSError as err:
+                    raise EdpError(f"cannot read {args.file}: {err.strerror}") from err
+            # The temporary store is deleted at exit: it needs no fsync. A store the user names
+            # (--db) keeps its durable commits.
+            store = open_store(
+                settings.database_url,
+                secret_arn=settings.database_secret_arn,
+                durable=args.db is not None,
+            )
+            opened.callback(store.close)
+            return simulate(source, Emitter(settings, store), sys.stdout, sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -217,21 +318,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if not 0 <= args.poll_wait <= 20:
         raise SettingsError("--poll-wait", args.poll_wait, "0 to 20 seconds (SQS's limit)")
+    if args.max_runtime is not None and not 0 < args.max_runtime < float("inf"):
+        raise SettingsError("--max-runtime", args.max_runtime, "a number of seconds > 0")
     return run_service(
         settings,
         queue_url=args.queue_url,
-        endpoint_url=args.endpoint_url,
+        endpoint_url=endpoint_url(args.endpoint_url),
         region=args.region,
         poll_wait=args.poll_wait,
         max_runtime=args.max_runtime,
         verbose=args.verbose,
+        log_format=args.log_format,
+        log_level=args.log_level,
     )
 
 
+def cmd_redrive(args: argparse.Namespace) -> int:
+    import threading
+
+    from edp.logs import command_logging
+    from edp.redrive import redrive, resolve_queues
+    from edp.service import client_factory, stop_on_signals
+
+    if args.max is not None and args.max < 1:
+        raise SettingsError("--max", args.max, "a whole number >= 1")
+    make = client_factory("sqs", endpoint_url=endpoint_url(args.endpoint_url), region=args.region)
+    stop = threading.Event()
+    with (
+        command_logging("edp redrive", level=args.log_level or "info", log_format=args.log_format),
+        stop_on_signals(stop),
+    ):
+        sqs = make()
+        source, target = resolve_queues(sqs, args.source, args.target)
+        report = redrive(
+            sqs, source=source, target=target, dry_run=args.dry_run, limit=args.max, stop=stop
+        )
+    print(report.summary())
+    return 1 if report.send_failures else 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    import os
+
     from edp.status import show_status
 
-    settings = Settings.from_sources(database_url=args.db)
+    # Only the store's settings: a bad batching env var is no reason for status to fail.
+    env = {k: os.environ.get(k, "") for k in ("EDP_DATABASE_URL", "EDP_DATABASE_SECRET_ARN")}
+    settings = Settings.from_sources(env=env, database_url=args.db)
     return show_status(settings, as_json=args.json, out=sys.stdout)
 
 
@@ -242,7 +375,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise EdpError(
             f"the demo needs the demo extras ({err.name} is missing): pip install -e '.[demo]'"
         ) from err
-    return run_demo(endpoint_url=args.endpoint_url, workdir=args.workdir, keep=args.keep)
+    return run_demo(
+        endpoint_url=endpoint_url(args.endpoint_url), workdir=args.workdir, keep=args.keep
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if type(err).__module__.startswith(("botocore", "boto3")):
             # Credentials, region, endpoint or permission problems: say which, no traceback.
             print(f"edp: error: AWS: {err}", file=sys.stderr)
-            print(AWS_HINT, file=sys.stderr)
+            print(aws_hint(getattr(args, "command", None)), file=sys.stderr)
             return 1
         raise
 

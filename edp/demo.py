@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -23,9 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote_plus
 
 from edp.errors import EdpError
-from edp.settings import Settings
 
 REGION = "us-east-1"
 BUCKET = "instrument-bucket"
@@ -38,7 +39,11 @@ THRESHOLD_DURATION = 3  # seconds: short, so the demo ends in well under a minut
 THRESHOLD_COUNT = 10
 IGNORED = "raw/*"
 TIME_LIMIT = 75.0  # seconds before the demo gives up and says what is missing
-QUIET_PERIOD = 4.0  # seconds with nothing open, pending or queued: the pipeline has settled
+QUIET_PERIOD = 3.0  # seconds with nothing open, pending, queued or being packaged: settled
+PROBE_BUCKET = "edp-demo-probe"
+PROBE_QUEUE = "edp-demo-probe-events"
+PROBE_KEY = "probe/a b+c.txt"  # a space and a plus: raw and URL-encoded keys differ
+PROBE_WAIT = 15.0  # seconds to wait for the probe's S3 events to come through EventBridge
 
 GOOD_METADATA = {
     "Author": "EDP demo",
@@ -137,13 +142,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def emulator(
-    endpoint_url: str | None, keep: bool, workdir: Path
-) -> Iterator[tuple[str, int | None]]:
-    """(endpoint, pid): the given emulator, or a moto server started here in its own process.
+def emulator(endpoint_url: str | None, workdir: Path) -> Iterator[tuple[str, int | None]]:
+    """(endpoint, pid): the given emulator, or a moto server started here in its own process
+    (stopped when the demo ends; with --keep that is at Ctrl-C).
 
     A separate process keeps the emulator's request handling off this process's GIL, which the
-    emitter's timer and the consumer's hashing need, and lets `--keep` leave it running.
+    emitter's timer and the consumer's hashing need.
     """
     if endpoint_url:
         yield endpoint_url, None
@@ -176,12 +180,11 @@ def emulator(
         yield f"http://127.0.0.1:{port}", process.pid
     finally:
         log.close()
-        if not keep:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def point_at(endpoint: str, workdir: Path) -> dict[str, str]:
@@ -215,10 +218,23 @@ class Stack:
     workflow: str
 
 
+ALREADY_THERE = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists", "ResourceAlreadyExistsException")
+
+
+def already(create: Callable[..., Any], **kwargs: Any) -> None:
+    """Create something that a previous demo on the same emulator may have created already."""
+    try:
+        create(**kwargs)
+    except Exception as err:
+        code = getattr(err, "response", {}).get("Error", {}).get("Code")
+        if code not in ALREADY_THERE:
+            raise
+
+
 def build_stack(client: Callable[[str], Any], workflows_dir: Path) -> Stack:
     s3, sqs, sns, events = client("s3"), client("sqs"), client("sns"), client("events")
     for bucket in (BUCKET, QUARANTINE):
-        s3.create_bucket(Bucket=bucket)
+        already(s3.create_bucket, Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_notification_configuration(
         Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
@@ -243,7 +259,7 @@ def build_stack(client: Callable[[str], Any], workflows_dir: Path) -> Stack:
         ),
     )
     events.put_targets(Rule="edp-s3-object-events", Targets=[{"Id": "buffer", "Arn": s3_arn}])
-    events.create_event_bus(Name=BUS)
+    already(events.create_event_bus, Name=BUS)
     ready_url, ready_arn = queue(READY_QUEUE)
     events.put_rule(
         Name="edp-package-objects-ready",
@@ -298,12 +314,161 @@ class Tally:
     outcomes: dict[str, list[Any]] = field(default_factory=dict)
     alerts: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    last_activity: float = field(default_factory=time.monotonic)
+    busy: int = 0  # messages the consumer has received and not finished with
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def touch(self) -> None:
-        with self.lock:
-            self.last_activity = time.monotonic()
+
+@dataclass(frozen=True)
+class Probe:
+    """How the emulator's S3 -> EventBridge events differ from AWS's (found by writing a key)."""
+
+    keys_encoded: bool  # AWS URL-encodes keys in EventBridge S3 events; moto does not
+    ids_reliable: bool  # distinct writes to one key carry distinct sequencers or version ids
+
+    def describe(self) -> list[str]:
+        return [
+            "EventBridge S3 keys arrive URL-encoded, as on AWS"
+            if self.keys_encoded
+            else "EventBridge S3 keys arrive raw, not URL-encoded as on AWS "
+            "(so: --eventbridge-keys-unencoded)",
+            "two writes to one key carried different sequencers or version ids, as on AWS"
+            if self.ids_reliable
+            else "two writes to one key carried the same sequencer, version id and event id "
+            "(so: --event-ids-unreliable, or the second write would count as a duplicate)",
+        ]
+
+
+def probe_emulator(client: Callable[[str], Any]) -> Probe:
+    """Write one key twice into a probe bucket and read the two events EventBridge delivers."""
+    s3, sqs, events = client("s3"), client("sqs"), client("events")
+    already(s3.create_bucket, Bucket=PROBE_BUCKET)
+    s3.put_bucket_notification_configuration(
+        Bucket=PROBE_BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    url = sqs.create_queue(QueueName=PROBE_QUEUE)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="edp-demo-probe",
+        EventPattern=json.dumps(
+            {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {"bucket": {"name": [PROBE_BUCKET]}},
+            }
+        ),
+    )
+    events.put_targets(Rule="edp-demo-probe", Targets=[{"Id": "probe", "Arn": arn}])
+    for body in (b"first write", b"second, different write"):
+        s3.put_object(Bucket=PROBE_BUCKET, Key=PROBE_KEY, Body=body)
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + PROBE_WAIT
+    while len(found) < 2 and time.monotonic() < deadline:
+        for message in sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            event = json.loads(message["Body"])
+            if event.get("detail-type") == "Object Created":
+                found.append(event)
+    if len(found) < 2:
+        raise EdpError(
+            f"the emulator delivered {len(found)} of the 2 S3 events expected through "
+            f"EventBridge within {PROBE_WAIT:.0f} s: it must support S3 EventBridge "
+            "notifications and rules with SQS targets"
+        )
+    return probe_findings(found)
+
+
+def probe_findings(found: list[dict[str, Any]]) -> Probe:
+    """What two EventBridge events for two distinct writes of PROBE_KEY say about the emulator."""
+    raw_keys = {event["detail"]["object"]["key"] for event in found}
+    if raw_keys == {PROBE_KEY}:
+        encoded = False
+    elif {unquote_plus(k) for k in raw_keys} == {PROBE_KEY}:
+        encoded = True
+    else:
+        raise EdpError(f"the probe key {PROBE_KEY!r} arrived as {sorted(raw_keys)}")
+
+    def ids(event: dict[str, Any]) -> tuple[Any, ...]:
+        target = event["detail"]["object"]
+        version = target.get("version-id")
+        return (target.get("sequencer"), None if version == "null" else version)
+
+    # Trust them when they tell the two writes apart: a sequencer that varies, or a version id.
+    return Probe(keys_encoded=encoded, ids_reliable=ids(found[0]) != ids(found[1]))
+
+
+def pipeline_unsettled(
+    sqs: Any, stack: Stack, store: Any, tally: Tally, uploads_done: threading.Event
+) -> list[str]:
+    """Why the pipeline is not settled yet; empty when it is: the instrument finished, no batch is
+    open or waiting to publish, every queue of the pipeline is empty (visible and in flight), and
+    the consumer is idle."""
+    reasons = [] if uploads_done.is_set() else ["the instrument is still writing"]
+    if store.open_batches():
+        reasons.append(f"{len(store.open_batches())} batch(es) open")
+    if store.pending_count():
+        reasons.append(f"{store.pending_count()} batch(es) waiting to publish")
+    for name, url in (
+        (S3_QUEUE, stack.s3_queue_url),
+        (READY_QUEUE, stack.ready_queue_url),
+        (ALERT_QUEUE, stack.alert_queue_url),
+    ):
+        counts = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        queued = int(counts["ApproximateNumberOfMessages"]) + int(
+            counts["ApproximateNumberOfMessagesNotVisible"]
+        )
+        if queued:
+            reasons.append(f"queue {name} holds {queued} message(s)")
+    if tally.busy:
+        reasons.append("the consumer is packaging")
+    return reasons
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary table, and whether it is what the experiment expects."""
+
+    name: str
+    expect: str
+    where: str
+    statuses: str
+    ok: bool
+    problem: str = ""
+
+
+def summary_rows(s3: Any, tally: Tally) -> list[Row]:
+    """The facts the table shows and the verdict is drawn from (read once, used for both)."""
+    rows = []
+    for experiment in experiments():
+        name = experiment.prefix.strip("/")
+        with tally.lock:
+            statuses = [o.status for o in tally.outcomes.get(experiment.prefix, [])]
+        shown = ", ".join(statuses) or "-"
+        if experiment.expect == "ignored":
+            ok, where = not statuses, "(not packaged)"
+            problem = "" if ok else f"{name}: expected to be ignored, got {shown}"
+        else:
+            bucket = BUCKET if experiment.expect == "registry" else QUARANTINE
+            where = f"s3://{bucket}"
+            # On an emulator that already holds the package (a second run), `unchanged` is right.
+            wanted = "pushed" if experiment.expect == "registry" else "quarantined"
+            accepted = {"pushed", "unchanged"} if experiment.expect == "registry" else {wanted}
+            exists = package_exists(s3, bucket, name)
+            ok = exists and bool(accepted & set(statuses))
+            problem = (
+                ""
+                if ok
+                else f"{name}: expected {experiment.expect} ({wanted}), got {shown}"
+                + ("" if exists else f"; no package in {where}")
+            )
+        rows.append(Row(name, experiment.expect, where, shown, ok, problem))
+    return rows
 
 
 def play_instrument(client: Callable[[str], Any], console: Console, done: threading.Event) -> None:
@@ -350,8 +515,9 @@ def run_consumer(
         messages = sqs.receive_message(
             QueueUrl=stack.ready_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
         ).get("Messages", [])
+        with tally.lock:
+            tally.busy += len(messages)
         for message in messages:
-            tally.touch()
             for event in parse_ready_events(message["Body"]):
                 console.say(
                     "consumer",
@@ -379,7 +545,8 @@ def run_consumer(
             sqs.delete_message(
                 QueueUrl=stack.ready_queue_url, ReceiptHandle=message["ReceiptHandle"]
             )
-            tally.touch()
+            with tally.lock:
+                tally.busy -= 1
         alerts = sqs.receive_message(QueueUrl=stack.alert_queue_url, MaxNumberOfMessages=10).get(
             "Messages", []
         )
@@ -415,7 +582,7 @@ def run_demo(
     with tempfile.TemporaryDirectory(prefix="edp-demo-", ignore_cleanup_errors=True) as tmp:
         work = Path(workdir or (tempfile.mkdtemp(prefix="edp-demo-") if keep else tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
-        with emulator(endpoint_url, keep, work) as (endpoint, pid):
+        with emulator(endpoint_url, work) as (endpoint, pid):
             # quilt3 prints its own lines when it pushes; keep them out of the demo's story.
             saved = dict(os.environ)
             try:
@@ -443,27 +610,25 @@ def _run(
                 service, region_name=REGION, endpoint_url=endpoint
             )  # type: ignore[call-overload]
 
+    probe = probe_emulator(client)
+    for finding in probe.describe():
+        console.say("demo", f"emulator check: {finding}")
     stack = build_stack(client, find_workflows())
     console.say(
         "demo",
         f"stack ready: bucket {BUCKET} (EventBridge notifications on), rule aws.s3 -> {S3_QUEUE}, "
         f"bus {BUS} -> {READY_QUEUE}, quarantine {QUARANTINE}, workflow '{stack.workflow}' installed",
     )
-    settings = Settings(
-        buckets=(BUCKET,),
-        ignore_patterns=(IGNORED,),
-        threshold_duration=THRESHOLD_DURATION,
-        threshold_count=THRESHOLD_COUNT,
-        event_bus=BUS,
-        sns_topic_arn=stack.edp_topic_arn,
-        database_url=f"sqlite:///{work / 'edp.sqlite'}",
-        eventbridge_keys_encoded=False,  # moto sends EventBridge keys unencoded
-    )
+    # The emitter is configured exactly as `edp run` with these flags would be (printed by --keep).
+    run_args = emitter_args(stack, endpoint, work, probe)
+    from edp.cli import build_parser, settings_from_args
+
+    settings = settings_from_args(build_parser().parse_args(["run", *run_args]))
     console.say(
         "demo",
         f"emitter settings: depth {settings.prefix_depth}, count {THRESHOLD_COUNT}, duration {THRESHOLD_DURATION}s, ignore {IGNORED!r}",
     )
-    from edp.service import Service
+    from edp.service import Service, stop_on_signals
     from edp.store import open_store
 
     store = open_store(settings.database_url)
@@ -506,7 +671,12 @@ def _run(
     for thread in threads:
         thread.start()
     try:
-        result = _wait_until_settled(console, client, store, tally, uploads_done)
+        settle_failure = _wait_until_settled(console, client, stack, store, tally, uploads_done)
+        code = _summary(client, tally, settle_failure, out)
+        if keep:
+            _keep(out, env, stack, run_args, pid)
+            with stop_on_signals(stop):
+                watch_batches(console, store, stop, set())
     finally:
         stop.set()
         for thread in threads:
@@ -515,10 +685,40 @@ def _run(
             logging.getLogger(name).removeHandler(handler)
             logging.getLogger(name).propagate = True
         store.close()
-    code = _summary(console, client, tally, result, out)
-    if keep:
-        _keep(out, env, stack, settings, endpoint, pid)
     return code
+
+
+def emitter_args(stack: Stack, endpoint: str, work: Path, probe: Probe) -> list[str]:
+    """The `edp run` arguments of the demo's emitter (used to configure it, and printed)."""
+    args = [
+        "--queue-url",
+        stack.s3_queue_url,
+        "--endpoint-url",
+        endpoint,
+        "--region",
+        REGION,
+        "--poll-wait",
+        "1",
+        "--bucket",
+        BUCKET,
+        "--ignore",
+        IGNORED,
+        "--threshold-count",
+        str(THRESHOLD_COUNT),
+        "--threshold-duration",
+        str(THRESHOLD_DURATION),
+        "--event-bus",
+        BUS,
+        "--sns-topic-arn",
+        stack.edp_topic_arn,
+        "--db",
+        f"sqlite:///{work / 'edp.sqlite'}",
+    ]
+    if not probe.keys_encoded:
+        args.append("--eventbridge-keys-unencoded")
+    if not probe.ids_reliable:
+        args.append("--event-ids-unreliable")
+    return args
 
 
 def missing_packages(s3: Any) -> list[str]:
@@ -533,73 +733,73 @@ def missing_packages(s3: Any) -> list[str]:
     ]
 
 
+def watch_batches(
+    console: Console, store: Any, stop: threading.Event, seen: set[str], until: float | None = None
+) -> None:
+    """Say when a batch opens, until ``stop`` is set (or ``until``, a monotonic time)."""
+    while not stop.is_set() and (until is None or time.monotonic() < until):
+        for batch in store.open_batches():
+            if batch.batch_id not in seen:
+                seen.add(batch.batch_id)
+                console.say("emitter", f"batch opened for s3://{batch.bucket}/{batch.prefix}")
+        stop.wait(0.25)
+
+
 def _wait_until_settled(
     console: Console,
     client: Callable[[str], Any],
+    stack: Stack,
     store: Any,
     tally: Tally,
     uploads_done: threading.Event,
 ) -> str:
-    """Watch the store until every expected package exists and nothing moves; '' or the reason."""
-    s3 = client("s3")
+    """Wait until the pipeline has settled and stayed so for QUIET_PERIOD; '' or why not."""
+    sqs = client("sqs")
     deadline = time.monotonic() + TIME_LIMIT
     seen_open: set[str] = set()
+    settled_since: float | None = None
+    reasons: list[str] = []
+    never = threading.Event()
     while time.monotonic() < deadline:
-        time.sleep(0.25)
-        for batch in store.open_batches():
-            if batch.batch_id not in seen_open:
-                seen_open.add(batch.batch_id)
-                console.say("emitter", f"batch opened for s3://{batch.bucket}/{batch.prefix}")
-        if not uploads_done.is_set():
-            continue
-        quiet = time.monotonic() - tally.last_activity > QUIET_PERIOD
-        if (
-            not missing_packages(s3)
-            and quiet
-            and not store.open_batches()
-            and not store.pending_count()
-        ):
+        watch_batches(console, store, never, seen_open, until=time.monotonic() + 0.25)
+        reasons = pipeline_unsettled(sqs, stack, store, tally, uploads_done)
+        if reasons:
+            settled_since = None
+        elif settled_since is None:
+            settled_since = time.monotonic()
+        elif time.monotonic() - settled_since >= QUIET_PERIOD:
             return ""
-    missing_names = missing_packages(s3)
-    if missing_names:
-        return f"after {TIME_LIMIT:.0f} s these packages do not exist: {', '.join(missing_names)}"
-    return f"the pipeline did not settle within {TIME_LIMIT:.0f} s (batches still opening: a packaging loop?)"
+    return f"the pipeline did not settle within {TIME_LIMIT:.0f} s: " + (
+        "; ".join(reasons) or "it settled only just now"
+    )
 
 
-def _summary(
-    console: Console, client: Callable[[str], Any], tally: Tally, failure: str, out: IO[str]
-) -> int:
+def _summary(client: Callable[[str], Any], tally: Tally, failure: str, out: IO[str]) -> int:
     import quilt3
 
     s3 = client("s3")
-    rows = []
+    rows = summary_rows(s3, tally)  # the table and the verdict both come from these
     problems = [failure] if failure else []
+    missing = [r.name for r in rows if r.expect != "ignored" and "no package in" in r.problem]
+    if missing:
+        problems.append(f"these packages do not exist: {', '.join(missing)}")
+    problems += [r.problem for r in rows if r.problem]
     problems += tally.errors
-    for experiment in experiments():
-        name = experiment.prefix.strip("/")
-        outcomes = tally.outcomes.get(experiment.prefix, [])
-        statuses = ", ".join(o.status for o in outcomes) or "-"
-        if experiment.expect == "ignored":
-            ok = not outcomes
-            where = "(not packaged)"
-        else:
-            bucket = BUCKET if experiment.expect == "registry" else QUARANTINE
-            ok = package_exists(s3, bucket, name)
-            where = f"s3://{bucket}"
-        if not ok:
-            problems.append(f"{name}: expected {experiment.expect}, got {statuses}")
-        rows.append([name, experiment.expect, where, statuses, "ok" if ok else "MISSING"])
-    widths = [
-        max(len(r[i]) for r in [["PACKAGE", "EXPECTED", "WHERE", "EVENTS HANDLED", "CHECK"], *rows])
-        for i in range(5)
-    ]
+    headers = ["PACKAGE", "EXPECTED", "WHERE", "EVENTS HANDLED", "CHECK"]
+    cells = [[r.name, r.expect, r.where, r.statuses, "ok" if r.ok else "FAILED"] for r in rows]
+    widths = [max(len(r[i]) for r in [headers, *cells]) for i in range(5)]
     out.write("\nSummary\n")
-    for row in [["PACKAGE", "EXPECTED", "WHERE", "EVENTS HANDLED", "CHECK"], *rows]:
+    for row in [headers, *cells]:
         out.write(
             "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
         )
     for experiment in experiments():
         out.write(f"  - {experiment.prefix}: {experiment.why}\n")
+    out.write(
+        "  pipeline settled: "
+        + ("no" if failure else "yes (no batch open or waiting, every queue empty, consumer idle)")
+        + "\n"
+    )
     if tally.alerts:
         out.write(f"\n{len(tally.alerts)} SNS alert(s) sent for quarantined packages.\n")
     good = next(e for e in experiments() if e.expect == "registry")
@@ -614,20 +814,22 @@ def _summary(
         out.write("  metadata: " + json.dumps(package.meta, sort_keys=True) + "\n")
     if problems:
         out.write("\nDEMO FAILED:\n" + "".join(f"  - {p}\n" for p in problems))
+        out.flush()
         return 1
     out.write("\nDemo finished: every expected package exists.\n")
+    out.flush()
     return 0
 
 
 def _keep(
-    out: IO[str],
-    env: dict[str, str],
-    stack: Stack,
-    settings: Settings,
-    endpoint: str,
-    pid: int | None,
+    out: IO[str], env: dict[str, str], stack: Stack, run_args: list[str], pid: int | None
 ) -> None:
-    out.write("\nThe emulator keeps running. Point boto3, quilt3 and `edp run` at it with:\n\n")
+    endpoint = env["AWS_ENDPOINT_URL"]
+    out.write(
+        "\n--keep: the emulator, the emitter and the consumer keep running until Ctrl-C.\n"
+        "In another terminal, point the AWS CLI, boto3 and quilt3 at the emulator (any non-empty "
+        "fake credentials do):\n\n"
+    )
     for name in (
         "AWS_ENDPOINT_URL",
         "AWS_ACCESS_KEY_ID",
@@ -635,15 +837,21 @@ def _keep(
         "AWS_DEFAULT_REGION",
         "QUILT_DISABLE_USAGE_METRICS",
     ):
-        out.write(f"  export {name}={env[name]}\n")
+        out.write(f"  export {name}={shlex.quote(env[name])}\n")
+    meta = shlex.quote(json.dumps(GOOD_METADATA))
     out.write(
-        f"\n  edp run --queue-url {stack.s3_queue_url} --endpoint-url {endpoint} --bucket {BUCKET} "
-        f"--event-bus {BUS} --eventbridge-keys-unencoded --threshold-duration {THRESHOLD_DURATION} "
-        f"--db {settings.database_url}\n"
+        "\nthen upload a folder and watch its package appear here (a folder needs a metadata.json "
+        "the workflow accepts, or it is quarantined):\n\n"
+        "  mkdir -p my-exp && echo 'a,b' > my-exp/data.csv && "
+        f"echo {meta} > my-exp/metadata.json\n"
+        f"  aws s3 cp --recursive my-exp s3://{BUCKET}/my-lab/exp-1/\n"
         f"  python -c \"import quilt3; print(list(quilt3.list_packages('s3://{BUCKET}')))\"\n"
+        f"\nThe emitter running here is `edp run` with these flags (after Ctrl-C, against an "
+        f"emulator still at {endpoint}):\n\n  edp run {shlex.join(run_args)}\n"
+        f"\nThe consumer reads {stack.ready_queue_url} and packages with the workflow "
+        f"'{stack.workflow}', quarantining to s3://{QUARANTINE} with alerts to "
+        f"{stack.alert_topic_arn}.\n"
     )
     if pid:
-        out.write(
-            f"\nThe emulator (moto server, pid {pid}) keeps running; stop it with: kill {pid}\n"
-        )
+        out.write(f"The emulator is a moto server (pid {pid}); Ctrl-C stops it too.\n")
     out.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from edp.core import Emission, RoutedEvent, Rules
@@ -22,6 +22,22 @@ class IngestOutcome:
     accepted: int = 0
     emissions: list[Emission] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
+    earliest_due: datetime | None = None  # of the batches the ingest left open
+
+    def add(self, other: IngestOutcome) -> None:
+        self.accepted += other.accepted
+        self.emissions.extend(other.emissions)
+        self.counters.update(other.counters)
+        if other.earliest_due is not None and (
+            self.earliest_due is None or other.earliest_due < self.earliest_due
+        ):
+            self.earliest_due = other.earliest_due
+
+
+def without_ids(event: ObjectEvent) -> ObjectEvent:
+    """The event with nothing that identifies the write (``EDP_EVENT_IDS_RELIABLE=false``): its
+    identity is then None, so it is never a duplicate, and without a sequencer never stale."""
+    return replace(event, version_id=None, sequencer=None, event_id=None)
 
 
 class Emitter:
@@ -44,6 +60,8 @@ class Emitter:
             if prefix is None:
                 dropped[DROPPED_PREFIX + str(reason)] += 1
             else:
+                if not self.settings.event_ids_reliable:
+                    event = without_ids(event)
                 routed.append(RoutedEvent(event, prefix, arrived or event.event_time))
         return routed, dropped
 
@@ -60,6 +78,7 @@ class Emitter:
         outcome = IngestOutcome(accepted=result.counters.get("accepted", 0))
         outcome.emissions = result.emissions
         outcome.counters = result.counters + dropped
+        outcome.earliest_due = result.earliest_due
         return outcome
 
     def ingest_isolated(
@@ -86,9 +105,7 @@ class Emitter:
                 failed.append(index)
                 logger.warning("message %d of %d could not be stored: %s", index, len(parsed), err)
                 continue
-            total.accepted += outcome.accepted
-            total.emissions.extend(outcome.emissions)
-            total.counters.update(outcome.counters)
+            total.add(outcome)
         if len(failed) == len(parsed):
             raise first_error
         return total, failed

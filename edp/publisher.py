@@ -89,6 +89,7 @@ class PublishReport:
     failed: list[str] = field(default_factory=list)
     sns_failures: int = 0
     deferred: int = 0  # claimed but not attempted before the deadline or a stop: given back
+    errors: dict[str, str] = field(default_factory=dict)  # failed batch_id -> last error
 
 
 def _never() -> bool:
@@ -115,6 +116,8 @@ class Publisher:
         self._events: Any = None
         self._sns: Any = None
         self._origin: tuple[str, str] | None = None
+        # batch_id -> why the bus last refused it (for `edp status`); cleared when accepted.
+        self.last_errors: dict[str, str] = {}
         self.event_bus = event_bus
         self.topic_arn = topic_arn
         self.sleep = sleep
@@ -164,15 +167,22 @@ class Publisher:
                 response = self._events_client().put_events(Entries=entries)
             except Exception as err:  # network, throttling, permissions: retried, never dropped
                 logger.warning("PutEvents failed (attempt %d): %s", attempt, err)
-                results: list[dict[str, Any]] = [{"ErrorCode": type(err).__name__}] * len(todo)
+                results: list[dict[str, Any]] = [
+                    {"ErrorCode": type(err).__name__, "ErrorMessage": str(err)}
+                ] * len(todo)
             else:
                 results = response.get("Entries", [])
             retry = []
             for emission, result in zip(todo, results, strict=False):
                 if result.get("EventId") and not result.get("ErrorCode"):
                     done.append((emission, str(result["EventId"])))
+                    self.last_errors.pop(emission.batch_id, None)
                 else:
                     retry.append(emission)
+                    self.last_errors[emission.batch_id] = (
+                        f"{result.get('ErrorCode', 'no EventId')}: "
+                        f"{result.get('ErrorMessage', '')}".strip(": ")
+                    )
             retry.extend(todo[len(results) :])
             if not retry:
                 return done, []
@@ -283,6 +293,12 @@ def publish_pending(
             total.sns_failures += sns_failures
             if failed:
                 total.failed.extend(e.batch_id for e in failed)
+                errors = {
+                    e.batch_id: publisher.last_errors.pop(e.batch_id, "not accepted by EventBridge")
+                    for e in failed
+                }
+                total.errors.update(errors)
+                store.record_failures(errors, clock())  # for `edp status`: attempts, last error
                 rest = [e.batch_id for e in claimed[start + PUT_EVENTS_MAX_ENTRIES :]]
                 store.release([e.batch_id for e in failed] + rest)
                 total.deferred += len(rest)

@@ -62,7 +62,9 @@ class Scope:
             return None, DROP_FOLDER_MARKER
         if key.startswith(QUILT_REGISTRY_PREFIX):
             return None, DROP_QUILT_REGISTRY
-        if key.startswith(self.plain_prefixes) or any(g.match(key) for g in self.globs):
+        if key.startswith(self.plain_prefixes) or (
+            self.globs and any(g.match(key) for g in self.globs)
+        ):
             return None, DROP_IGNORED
         prefix = prefix_of(key, self.depth)
         if prefix is None:

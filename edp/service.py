@@ -17,10 +17,11 @@ after their visibility timeout, and closed batches wait in the store's outbox un
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,14 +35,20 @@ from typing import Any
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import Emission
 from edp.emitter import Emitter
-from edp.errors import BadEventError, EdpError
+from edp.errors import BadEventError, EdpError, SettingsError
 from edp.events import Parsed, parse_message
+from edp.logs import command_logging
 from edp.publisher import CLAIM_LEASE, CLAIM_LIMIT, Publisher, PublishReport, publish_pending
 from edp.settings import Settings, redact_url
 from edp.store import BatchStore, open_store
 from edp.store.base import DROPPED_PREFIX
 
 RECEIVE_MAX_MESSAGES = 10  # ReceiveMessage / DeleteMessageBatch API limit per call
+# When a receive comes back full, the queue has more: up to this many receives (no wait) are
+# stored in one store transaction, which costs about what one receive's transaction costs, for
+# at most COALESCE_SECONDS (so the first message's visibility timeout is never at risk).
+COALESCE_RECEIVES = 10
+COALESCE_SECONDS = 1.0
 RESWEEP_EVERY = 5.0  # seconds: longest sleep of the emitter thread (outbox retries, other writers)
 # Seconds to wait when the next due time has already passed: a batch that became due during the
 # sweep goes out this late at most, and one that a sweep cannot close (stored under other
@@ -150,6 +157,8 @@ class Service:
         self._finishing = threading.Event()  # the poller has stopped: one last sweep, then exit
         self._stats_lock = threading.Lock()
         self._last_purge: datetime | None = None
+        # When the emitter thread sweeps next (None: it is sweeping, or has not planned yet).
+        self._next_sweep_at: datetime | None = None
 
     # --- the whole service --------------------------------------------------------------
     def run(self) -> ServiceStats:
@@ -189,14 +198,24 @@ class Service:
         Returns how many messages were received. Raises when the receive or the store fails
         (nothing is deleted then: the messages come back after their visibility timeout).
         """
-        response = self._sqs_client().receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=RECEIVE_MAX_MESSAGES,
-            WaitTimeSeconds=self.poll_wait if wait is None else wait,
-        )
-        messages = response.get("Messages", [])
+        messages = self._receive(self.poll_wait if wait is None else wait)
         if not messages:
             return 0
+        # A full receive means more are waiting: take them too (without waiting), so that one
+        # store transaction covers several receives. Nothing is deleted before it commits.
+        started, last = time.monotonic(), len(messages)
+        receives = 1
+        while (
+            last == RECEIVE_MAX_MESSAGES
+            and receives < COALESCE_RECEIVES
+            and time.monotonic() - started < COALESCE_SECONDS
+            and not self.stop.is_set()
+        ):
+            more = self._receive(0)
+            receives += 1
+            last = len(more)
+            if not _gather(messages, more):
+                break  # only messages already in hand came back (a short visibility timeout)
         parsed: list[Parsed] = []
         good: list[dict[str, Any]] = []
         rejected = 0
@@ -242,8 +261,12 @@ class Service:
         with self._stats_lock:
             self.stats.stored += len(good)
             self.stats.events.update(outcome.counters)
-        # Wake the emitter thread: batches may have closed (count, marker) or a due time moved.
-        self._wake.set()
+        # Wake the emitter thread only when it has something to do before it would wake anyway:
+        # batches closed (count, marker), or a batch now falls due before its planned sweep.
+        planned = self._next_sweep_at
+        due = outcome.earliest_due
+        if outcome.emissions or (due is not None and (planned is None or due < planned)):
+            self._wake.set()
         deleted = self._delete(good)
         with self._stats_lock:
             self.stats.deleted += deleted
@@ -256,6 +279,14 @@ class Service:
                 dict(one.ignored) or "none",
             )
         return len(messages)
+
+    def _receive(self, wait: int) -> list[dict[str, Any]]:
+        response = self._sqs_client().receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=RECEIVE_MAX_MESSAGES,
+            WaitTimeSeconds=wait,
+        )
+        return list(response.get("Messages", []))
 
     def _delete(self, messages: list[dict[str, Any]]) -> int:
         """Delete stored messages; a failed delete only means a duplicate delivery later."""
@@ -342,6 +373,8 @@ class Service:
         backoff = FIRST_ERROR_BACKOFF
         while True:
             self._wake.clear()
+            # While sweeping, any stored due time may be earlier than the next sweep: wake for all.
+            self._next_sweep_at = None
             finishing = self._finishing.is_set()
             try:
                 report = self.sweep(final=finishing)
@@ -355,6 +388,7 @@ class Service:
                 backoff = min(backoff * 2, MAX_ERROR_BACKOFF)
             if finishing:
                 return
+            self._next_sweep_at = self.clock() + timedelta(seconds=wait)
             self._wake.wait(wait)
 
     def reclaim_abandoned(self) -> int:
@@ -415,6 +449,22 @@ class Service:
         )
 
 
+def _gather(messages: list[dict[str, Any]], more: list[dict[str, Any]]) -> bool:
+    """Add ``more`` to ``messages``; a message received again keeps only its newest receipt
+    handle (the one SQS deletes with). False when nothing new came."""
+    index = {m.get("MessageId"): i for i, m in enumerate(messages)}
+    new = False
+    for message in more:
+        at = index.get(message.get("MessageId"))
+        if at is None:
+            index[message.get("MessageId")] = len(messages)
+            messages.append(message)
+            new = True
+        else:
+            messages[at] = message
+    return new
+
+
 # --- wiring for `edp run` ---------------------------------------------------------------
 def client_factory(
     service_name: str, *, endpoint_url: str | None, region: str | None
@@ -429,6 +479,16 @@ def client_factory(
         return session.client(service_name, endpoint_url=endpoint_url)  # type: ignore[call-overload]
 
     return make
+
+
+def _error_code(err: Exception) -> str:
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+DENIED_CODES = ("AccessDenied", "AccessDeniedException", "AuthorizationError")
 
 
 def check_queue(sqs: Any, queue_url: str) -> None:
@@ -449,6 +509,71 @@ def check_queue(sqs: Any, queue_url: str) -> None:
             queue_url,
             attributes.get("VisibilityTimeout", "?"),
         )
+        return
+    try:
+        dlq = json.loads(attributes["RedrivePolicy"]).get("deadLetterTargetArn", "?")
+    except (ValueError, AttributeError):
+        dlq = "?"
+    logger.info("start-up check: queue %s can be read (dead-letter queue %s)", queue_url, dlq)
+
+
+def check_bus(events: Any, bus: str) -> None:
+    """The bus must exist: without it every batch would wait in the outbox, retried forever."""
+    try:
+        events.describe_event_bus(Name=bus)
+    except Exception as err:
+        if _error_code(err) in DENIED_CODES:
+            logger.warning(
+                "start-up check: cannot check event bus %s (no events:DescribeEventBus "
+                "permission?): %s",
+                bus,
+                err,
+            )
+            return
+        raise ServiceError(
+            f"event bus {bus} cannot be used: {err} (check --event-bus / EDP_EVENT_BUS_NAME, "
+            "--region and --endpoint-url)"
+        ) from err
+    logger.info("start-up check: event bus %s exists", bus)
+
+
+def check_topic(sns: Any, topic_arn: str) -> None:
+    """The topic, when one is set, must exist (its copies would otherwise all fail)."""
+    try:
+        sns.get_topic_attributes(TopicArn=topic_arn)
+    except Exception as err:
+        if _error_code(err) in DENIED_CODES:
+            logger.warning(
+                "start-up check: cannot check topic %s (no sns:GetTopicAttributes permission?): %s",
+                topic_arn,
+                err,
+            )
+            return
+        raise ServiceError(
+            f"SNS topic {topic_arn} cannot be used: {err} (check --sns-topic-arn / "
+            "EDP_SNS_TOPIC_ARN)"
+        ) from err
+    logger.info("start-up check: SNS topic %s exists", topic_arn)
+
+
+class DeadlineQueue:
+    """An SQS client whose long polls never wait past ``deadline`` (a monotonic time), so
+    ``--max-runtime N`` stops within N seconds plus one short receive, not N plus ``--poll-wait``."""
+
+    def __init__(
+        self, sqs: Any, deadline: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._sqs = sqs
+        self._deadline = deadline
+        self._monotonic = monotonic
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        left = max(0, math.ceil(self._deadline - self._monotonic()))
+        kwargs["WaitTimeSeconds"] = min(int(kwargs.get("WaitTimeSeconds", 0)), left)
+        return self._sqs.receive_message(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
 
 
 @contextmanager
@@ -459,13 +584,9 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     def handle(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if stop.is_set():
-            print(f"edp run: {name} again: exiting now", file=sys.stderr, flush=True)
+            logger.warning("%s again: exiting now", name)
             os._exit(EXIT_INTERRUPTED)
-        print(
-            f"edp run: {name}: stopping after this receive (send again to exit at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+        logger.warning("%s: stopping after this receive (send again to exit at once)", name)
         stop.set()
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -477,20 +598,13 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 @contextmanager
-def progress_on_stderr(verbose: bool) -> Iterator[None]:
-    """Progress lines on stderr for the `edp` loggers while the service runs."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s edp run: %(message)s"))
-    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
-    edp_logger = logging.getLogger("edp")
-    previous_level = edp_logger.level
-    edp_logger.addHandler(handler)
-    edp_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    try:
+def progress_on_stderr(
+    verbose: bool, *, log_format: str = "text", log_level: str | None = None
+) -> Iterator[None]:
+    """Progress lines on stderr for the `edp` loggers while the service runs (see edp.logs)."""
+    level = log_level or ("debug" if verbose else "info")
+    with command_logging("edp run", level=level, log_format=log_format):
         yield
-    finally:
-        edp_logger.removeHandler(handler)
-        edp_logger.setLevel(previous_level)
 
 
 def run_service(
@@ -502,15 +616,30 @@ def run_service(
     poll_wait: int = 10,
     max_runtime: float | None = None,
     verbose: bool = False,
+    log_format: str = "text",
+    log_level: str | None = None,
 ) -> int:
     """`edp run`: wire real clients, the store and signal handlers; run until stopped; exit code."""
+    if max_runtime is not None and not 0 < max_runtime < math.inf:
+        raise SettingsError("--max-runtime", max_runtime, "a number of seconds > 0")
     stop = threading.Event()
-    with progress_on_stderr(verbose), stop_on_signals(stop):
-        sqs_client = client_factory("sqs", endpoint_url=endpoint_url, region=region)
-        sqs = sqs_client()
+    started = time.monotonic()
+    with (
+        progress_on_stderr(verbose, log_format=log_format, log_level=log_level),
+        stop_on_signals(stop),
+    ):
+        sqs: Any = client_factory("sqs", endpoint_url=endpoint_url, region=region)()
         check_queue(sqs, queue_url)
         # Made now, not at the first publish, so the first batch is not late by a client's setup.
         events = client_factory("events", endpoint_url=endpoint_url, region=region)()
+        check_bus(events, settings.event_bus)
+        sns_factory = client_factory("sns", endpoint_url=endpoint_url, region=region)
+        if settings.sns_topic_arn:
+            sns = sns_factory()
+            check_topic(sns, settings.sns_topic_arn)
+            sns_factory = lambda: sns  # noqa: E731
+        if max_runtime is not None:
+            sqs = DeadlineQueue(sqs, started + max_runtime)
         store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
         try:
             scheme = settings.database_url.split(":", 1)[0].lower()
@@ -520,7 +649,7 @@ def run_service(
                 queue_url=queue_url,
                 sqs_client=lambda: sqs,
                 events_client=lambda: events,
-                sns_client=client_factory("sns", endpoint_url=endpoint_url, region=region),
+                sns_client=sns_factory,
                 stop=stop,
                 poll_wait=poll_wait,
                 exclusive_store=scheme in ("sqlite", "memory"),
@@ -534,10 +663,11 @@ def run_service(
                 settings.threshold_duration,
                 settings.threshold_count,
             )
-            started = time.monotonic()
             timer = None
             if max_runtime is not None:
-                timer = threading.Timer(max_runtime, stop.set)
+                timer = threading.Timer(
+                    max(0.0, started + max_runtime - time.monotonic()), stop.set
+                )
                 timer.daemon = True
                 timer.start()
             try:

@@ -113,6 +113,9 @@ class Settings:
     database_url: str = field(default_factory=default_database_url)
     database_secret_arn: str | None = None
     eventbridge_keys_encoded: bool = True
+    # False for emulators whose events carry the same sequencer / id for distinct writes: then no
+    # event is taken for a duplicate or stale (AWS's are reliable, so dedupe stays on by default).
+    event_ids_reliable: bool = True
     marker_files: tuple[str, ...] = ()
     max_age: int | None = None
     dedupe_window: int = DEFAULT_DEDUPE_WINDOW
@@ -198,6 +201,9 @@ class Settings:
         encoded = pick("eventbridge_keys_encoded", "EDP_EVENTBRIDGE_KEYS_ENCODED")
         if encoded is not None:
             values["eventbridge_keys_encoded"] = _bool("EventBridgeKeysEncoded", encoded)
+        reliable = pick("event_ids_reliable", "EDP_EVENT_IDS_RELIABLE")
+        if reliable is not None:
+            values["event_ids_reliable"] = _bool("EventIdsReliable", reliable)
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
             if key not in known:

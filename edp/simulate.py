@@ -1,44 +1,282 @@
-"""`edp simulate`: play an event stream through the real store and print what would be published."""
+"""`edp simulate`: play an event stream through the real store and print what would be published.
+
+The input is streamed: JSON lines, one JSON array (spread over any lines), or JSON objects
+pretty-printed over several lines, in any mix; only the messages of the current chunk and the
+store's open state are held, never the whole file.
+"""
 
 from __future__ import annotations
 
+import codecs
+import io
+import itertools
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from edp.core import Emission, emission_order
+from edp.core import ACCEPTED, DUPLICATE, STALE, Emission, emission_order
 from edp.emitter import Emitter
 from edp.errors import BadEventError
 from edp.events import Parsed, parse_message
 from edp.publisher import eventbridge_event
+from edp.store.base import DROPPED_PREFIX
 
 CHUNK_EVENTS = 1000  # events per store transaction; chunking does not change the output
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # "after the last event": every batch falls due
+READ_SIZE = 1 << 16  # bytes read at a time from a JSON array
+# A message pretty-printed over several lines is looked for over at most this many lines; past
+# that its first line is reported as not JSON (a JSON lines file cannot swallow its next lines).
+MAX_MESSAGE_LINES = 10_000
+
+Message = tuple[int, Any]  # (line number, decoded JSON, or a BadEventError: what was wrong with it)
 
 
-def read_messages(text: str) -> Iterator[tuple[int, Any]]:
-    """(line number, message) pairs: JSON lines, or one JSON array spread over any lines.
+# --- reading ----------------------------------------------------------------------------------
+def read_messages(source: str | IO[bytes]) -> Iterator[Message]:
+    """(line number, decoded message) pairs, streamed: JSON lines, JSON arrays, pretty-printed JSON.
 
-    Lines are yielded as text; the caller parses each one and reports those that are not JSON.
+    A message that cannot be read (not UTF-8, not JSON) comes as a BadEventError, so the caller
+    reports it with its line number and goes on.
     """
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError):  # not one array (or too deep): read it line by line
-            document = None
-        if isinstance(document, list):
-            yield from enumerate(document, start=1)
+    stream = (
+        io.BytesIO(source.encode("utf-8", "surrogatepass")) if isinstance(source, str) else source
+    )
+    lines = _numbered_lines(stream)
+    for number, line in lines:
+        if not line.strip():
+            continue
+        if line.lstrip()[:1] == b"[" and _opens_array(line):
+            # An array spread over lines: read item by item. (An array on one line is a message of
+            # its own, as in JSON lines, and a line that is not JSON is reported alone.)
+            yield from _array(number, line, stream)
+        else:
+            yield from _json_lines(number, line, lines)
+        return
+
+
+def _opens_array(line: bytes) -> bool:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return _loads(text) is _INCOMPLETE
+
+
+def _numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    return enumerate(stream, start=1)
+
+
+def _decode(number: int, line: bytes) -> str | BadEventError:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return BadEventError(
+            f"not UTF-8 text (byte 0x{line[err.start]:02x} at column {err.start + 1})"
+        )
+
+
+def _loads(text: str) -> Any:
+    """The JSON value of ``text``; _INCOMPLETE when it stops short (it may go on on the next
+    lines); a BadEventError naming what is wrong otherwise."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        if err.pos >= len(text.rstrip()) and text.lstrip()[:1] in ("{", "["):
+            return _INCOMPLETE
+        return _not_json(text)
+    except (RecursionError, ValueError):
+        return _not_json(text)
+
+
+def _not_json(text: str) -> BadEventError:
+    """The parser's own one-line reason for text that is not a JSON message."""
+    try:
+        parse_message(text)
+    except BadEventError as err:
+        return err
+    return BadEventError("message: not JSON")
+
+
+_INCOMPLETE = object()
+
+
+def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> Iterator[Message]:
+    """One message per line; a line that opens an object closed on a later line is joined to them."""
+    source: Iterator[tuple[int, bytes]] = itertools.chain([(number, line)], rest)
+    while True:
+        for number, line in source:
+            if not line.strip():
+                continue
+            text = _decode(number, line)
+            if isinstance(text, BadEventError):
+                yield number, text
+                continue
+            value = _loads(text)
+            if value is not _INCOMPLETE:
+                yield number, value
+                continue
+            # Perhaps one pretty-printed message: join the next lines until it parses.
+            taken: list[tuple[int, bytes]] = []
+            parts = [text]
+            for more in source:
+                taken.append(more)
+                piece = _decode(*more)
+                if isinstance(piece, BadEventError) or len(taken) > MAX_MESSAGE_LINES:
+                    break
+                parts.append(piece)
+                if not piece.strip():
+                    continue
+                value = _loads("".join(parts))
+                if value is not _INCOMPLETE:
+                    break
+            if value is not _INCOMPLETE and not isinstance(value, BadEventError):
+                yield number, value
+                continue
+            # Not one message after all: report the first line, read the others on their own.
+            yield number, _not_json(text)
+            source = itertools.chain(taken, source)
+            break
+        else:
             return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            yield number, line
+
+
+def _array(number: int, first: bytes, stream: IO[bytes]) -> Iterator[Message]:
+    """The items of JSON arrays (one, or several in a row), each with the line it starts on.
+
+    Read a block at a time, so a large array is never held whole.
+    """
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+    buffer = ""
+    pos = 0
+    line = number
+    at_end = False
+
+    def more(block: bytes | None = None) -> bool:
+        nonlocal buffer, pos, at_end
+        if at_end:
+            return False
+        if block is None:
+            block = stream.read(READ_SIZE)
+        if not block:
+            at_end = True
+            buffer = buffer[pos:] + utf8.decode(b"", final=True)
+            pos = 0
+            return False
+        buffer = buffer[pos:] + utf8.decode(block)
+        pos = 0
+        return True
+
+    def skip_space() -> bool:
+        """Move past whitespace, counting lines; False at the end of the input."""
+        nonlocal pos, line
+        while True:
+            start = pos
+            while pos < len(buffer) and buffer[pos] in " \t\r\n":
+                pos += 1
+            line += buffer.count("\n", start, pos)
+            if pos < len(buffer):
+                return True
+            if not more():
+                return False
+
+    try:
+        more(first)
+        while skip_space():
+            if buffer[pos] != "[":
+                break  # JSON lines after the array: read on line by line
+            pos += 1
+            expect_item = True
+            while True:
+                if not skip_space():
+                    yield line, BadEventError("message: not JSON (the array is not closed)")
+                    return
+                if buffer[pos] == "]":
+                    pos += 1
+                    break
+                if not expect_item:
+                    if buffer[pos] != ",":
+                        yield (
+                            line,
+                            BadEventError("message: not JSON (expected ',' or ']' in the array)"),
+                        )
+                        return
+                    pos += 1
+                    expect_item = True
+                    continue
+                while True:
+                    try:
+                        value, end = decoder.raw_decode(buffer, pos)
+                    except json.JSONDecodeError as err:
+                        if more():
+                            continue
+                        yield line, BadEventError(f"message: not JSON ({err.msg})")
+                        return
+                    except (RecursionError, ValueError):
+                        yield line, _not_json(buffer[pos:])
+                        return
+                    # A number cut at the end of a block decodes too: make sure the item ended.
+                    if not buffer[end:].strip() and more():
+                        continue
+                    break
+                yield line, value
+                line += buffer.count("\n", pos, end)
+                pos = end
+                expect_item = False
+    except UnicodeDecodeError:
+        yield line, BadEventError("not UTF-8 text")
+        return
+    if pos < len(buffer):
+        # Undecoded bytes the decoder holds come after the buffer's text.
+        head = buffer[pos:].encode("utf-8", "surrogatepass") + utf8.getstate()[0]
+        lines = enumerate(_joined_lines(head, stream), start=line)
+        first_number, first_line = next(lines)
+        yield from _json_lines(first_number, first_line, lines)
+
+
+def _joined_lines(head: bytes, stream: IO[bytes]) -> Iterator[bytes]:
+    """The lines of ``head`` followed by the stream's (the last of head goes on in the stream)."""
+    pieces = head.split(b"\n")
+    for piece in pieces[:-1]:
+        yield piece + b"\n"
+    yield pieces[-1] + stream.readline()
+    yield from stream
+
+
+# --- playing --------------------------------------------------------------------------------
+@dataclass
+class Summary:
+    """What a run did, for the one line printed on stderr at the end."""
+
+    counters: Counter[str] = field(default_factory=Counter)
+    emissions: int = 0
+    rejected: int = 0
+
+    def line(self) -> str:
+        dropped = {
+            name[len(DROPPED_PREFIX) :]: n
+            for name, n in sorted(self.counters.items())
+            if name.startswith(DROPPED_PREFIX) and n
+        }
+        by_reason = ", ".join(f"{reason} {n}" for reason, n in dropped.items())
+        parts = [
+            f"{self.counters[ACCEPTED]} events accepted",
+            f"{sum(dropped.values())} dropped" + (f" ({by_reason})" if by_reason else ""),
+            f"{self.counters[DUPLICATE]} duplicates",
+            f"{self.counters[STALE]} stale",
+            f"{self.emissions} emissions",
+        ]
+        if self.rejected:
+            parts.append(f"{self.rejected} bad lines")
+        return "edp simulate: " + ", ".join(parts)
 
 
 def simulate(
-    text: str,
+    source: str | IO[bytes],
     emitter: Emitter,
     out: IO[str],
     err: IO[str],
@@ -46,12 +284,13 @@ def simulate(
     account: str = "000000000000",
     region: str | None = None,
 ) -> int:
-    """Play ``text`` through ``emitter``; print emissions to ``out`` and rejects to ``err``.
+    """Play ``source`` through ``emitter``; print emissions to ``out``, rejects and a summary to ``err``.
 
     Returns 1 when any message was rejected, else 0.
     """
     region = region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    rejected = 0
+    store = emitter.store
+    summary = Summary()
     pending: list[Parsed] = []
     pending_events = 0
     chunk_start: datetime | None = None
@@ -59,53 +298,73 @@ def simulate(
     # whole chunk; a chunk shorter than the dedupe window cannot outlive any of them.
     window = timedelta(seconds=emitter.settings.dedupe_window)
 
-    def emit(emissions: list[Emission]) -> None:
+    def publish(emissions: list[Emission]) -> list[Emission]:
+        """Printing is publishing here: the outbox records it (as `edp status` shows)."""
         ordered = sorted(emissions, key=emission_order)
-        for emission in ordered:
-            event = eventbridge_event(emission, account=account, region=region)
-            out.write(json.dumps(event, ensure_ascii=False) + "\n")
-        # Printing is publishing here: the outbox records it, as `edp status` shows.
         by_time: dict[datetime, list[str]] = {}
         for emission in ordered:
             by_time.setdefault(emission.emitted_at, []).append(emission.batch_id)
         for moment, batch_ids in by_time.items():
-            emitter.store.mark_published(batch_ids, moment)
+            store.mark_published(batch_ids, moment)
+        return ordered
+
+    def emit(ordered: list[Emission]) -> None:
+        for emission in ordered:
+            event = eventbridge_event(emission, account=account, region=region)
+            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+        summary.emissions += len(ordered)
 
     def flush() -> None:
         nonlocal pending, pending_events
         if not pending:
             return
-        outcome = emitter.ingest(pending, arrived=None)
-        emissions = list(outcome.emissions)
         clock = max((e.event_time for p in pending for e in p.events), default=None)
-        if clock is not None:
-            emissions.extend(emitter.close_due(clock))
-        emit(emissions)
+        # One store transaction for the chunk: its events, the batches they make due, publishing.
+        with store.transaction():
+            outcome = emitter.ingest(pending, arrived=None)
+            emissions = list(outcome.emissions)
+            if clock is not None:
+                emissions.extend(emitter.close_due(clock))
+            ordered = publish(emissions)
+        summary.counters.update(outcome.counters)
+        emit(ordered)
         pending, pending_events = [], 0
 
-    for number, message in read_messages(text):
+    encoded = emitter.settings.eventbridge_keys_encoded
+    for number, message in read_messages(source):
         try:
-            parsed = parse_message(
-                message, eventbridge_keys_encoded=emitter.settings.eventbridge_keys_encoded
-            )
+            if isinstance(message, BadEventError):
+                raise message
+            if isinstance(message, str):  # a JSON string, not JSON text to read again
+                raise BadEventError("message: expected a JSON object, got str")
+            parsed = parse_message(message, eventbridge_keys_encoded=encoded)
         except BadEventError as error:
-            rejected += 1
+            summary.rejected += 1
             err.write(f"line {number}: {error}\n")
             continue
-        first = min((e.event_time for e in parsed.events), default=None)
-        last = max((e.event_time for e in parsed.events), default=None)
+        found = parsed.events
+        first: datetime | None
+        last: datetime | None
+        if len(found) == 1:
+            first = last = found[0].event_time
+        else:
+            first = min((e.event_time for e in found), default=None)
+            last = max((e.event_time for e in found), default=None)
         if chunk_start is not None and last is not None and last - chunk_start >= window:
             flush()
             chunk_start = None
         if chunk_start is None and first is not None:
             chunk_start = first
         pending.append(parsed)
-        pending_events += len(parsed.events)
+        pending_events += max(1, len(parsed.events))  # a chunk of messages without events ends too
         if pending_events >= CHUNK_EVENTS:
             flush()
             chunk_start = None
     flush()
     # After the last event, every open batch is emitted when it falls due.
-    emit(emitter.close_due(FAR_FUTURE))
+    with store.transaction():
+        ordered = publish(emitter.close_due(FAR_FUTURE))
+    emit(ordered)
     out.flush()
-    return 1 if rejected else 0
+    err.write(summary.line() + "\n")
+    return 1 if summary.rejected else 0

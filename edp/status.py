@@ -8,8 +8,10 @@ from typing import IO, Any
 
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import OpenBatch
-from edp.settings import Settings
-from edp.store import open_store
+from edp.settings import Settings, redact_url
+from edp.store import PendingBatch, open_store
+
+PENDING_SHOWN = 20  # batches waiting to publish listed in the table (the JSON lists 100)
 
 
 def human_seconds(seconds: float) -> str:
@@ -42,6 +44,27 @@ def batch_view(batch: OpenBatch, now: datetime) -> dict[str, Any]:
     }
 
 
+def pending_view(item: PendingBatch, now: datetime) -> dict[str, Any]:
+    emission = item.emission
+    return {
+        "bucket": emission.bucket,
+        "prefix": emission.prefix,
+        "files": emission.count,
+        "trigger": emission.trigger,
+        "batch_id": emission.batch_id,
+        "closed_at": rfc3339(emission.emitted_at),
+        "age_seconds": round((now - emission.emitted_at).total_seconds(), 3),
+        "attempts": item.attempts,
+        "last_error": item.last_error,
+        "last_attempt_at": rfc3339(item.last_attempt_at) if item.last_attempt_at else None,
+    }
+
+
+def one_line(text: str, width: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:
@@ -53,20 +76,27 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def show_status(settings: Settings, *, as_json: bool, out: IO[str], clock: Clock = utc_now) -> int:
-    store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
+    """Print what the store holds. Opens it read-only: a wrong URL is an error, never a new store."""
+    store = open_store(
+        settings.database_url, secret_arn=settings.database_secret_arn, read_only=True
+    )
     try:
         now = clock()
+        store_name = redact_url(store.url)
         batches = [batch_view(b, now) for b in store.open_batches()]
         counters = store.counters()
         pending = store.pending_count()
+        waiting = [pending_view(p, now) for p in store.pending(limit=100)]
     finally:
         store.close()
     if as_json:
         json.dump(
             {
+                "store": store_name,
                 "now": rfc3339(now),
                 "open_batches": batches,
                 "pending_publish": pending,
+                "waiting_to_publish": waiting,
                 "counters": counters,
             },
             out,
@@ -74,6 +104,7 @@ def show_status(settings: Settings, *, as_json: bool, out: IO[str], clock: Clock
         )
         out.write("\n")
         return 0
+    out.write(f"Store: {store_name}\n")
     out.write(f"Open batches: {len(batches)}   waiting to publish: {pending}\n\n")
     if batches:
         rows = [
@@ -87,6 +118,24 @@ def show_status(settings: Settings, *, as_json: bool, out: IO[str], clock: Clock
             for b in batches
         ]
         out.write(table(["BUCKET", "PREFIX", "FILES", "AGE", "DUE IN"], rows) + "\n\n")
+    if waiting:
+        rows = [
+            [
+                w["bucket"],
+                w["prefix"],
+                str(w["files"]),
+                human_seconds(w["age_seconds"]),
+                str(w["attempts"]),
+                one_line(w["last_error"]) if w["last_error"] else "-",
+            ]
+            for w in waiting[:PENDING_SHOWN]
+        ]
+        out.write("Waiting to publish (closed, not yet accepted by the bus):\n")
+        headers = ["BUCKET", "PREFIX", "FILES", "AGE", "ATTEMPTS", "LAST ERROR"]
+        out.write(table(headers, rows) + "\n")
+        if pending > len(rows):
+            out.write(f"... and {pending - len(rows)} more (--json lists up to 100)\n")
+        out.write("\n")
     groups = {"events": [], "dropped": [], "emitted": []}  # type: dict[str, list[list[str]]]
     for name, value in counters.items():
         kind, _, detail = name.partition(":")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from edp.errors import StoreError
-from edp.store.base import BatchStore, IngestResult
+from edp.store.base import BatchStore, IngestResult, PendingBatch
 
-__all__ = ["BatchStore", "IngestResult", "open_store"]
+__all__ = ["BatchStore", "IngestResult", "PendingBatch", "open_store"]
 
 
-def open_store(url: str, *, secret_arn: str | None = None) -> BatchStore:
+def open_store(
+    url: str, *, secret_arn: str | None = None, durable: bool = True, read_only: bool = False
+) -> BatchStore:
     """Open the store a URL names: ``sqlite:///path``, ``postgresql://...`` or ``memory://``.
+
+    ``durable=False`` is for a throwaway SQLite file (simulate's own): commits skip the fsync.
+    ``read_only`` (for `edp status`): open an existing store only; create no file, folder, table
+    or schema, and fail with a StoreError when there is no store at that URL.
 
     Backends are imported here, on demand, so the Lambda that uses SQLite or memory never loads psycopg.
     """
@@ -17,15 +23,16 @@ def open_store(url: str, *, secret_arn: str | None = None) -> BatchStore:
     if scheme == "sqlite":
         from edp.store.sqlite import SqliteStore
 
-        return SqliteStore(url)
+        return SqliteStore(url, durable=durable, read_only=read_only)
     if scheme in ("postgresql", "postgres"):
         try:
             from edp.store.postgres import PostgresStore
         except ImportError as err:
             raise StoreError(
-                "PostgreSQL support is not installed: pip install 'edp-toolkit[postgres]'"
+                "PostgreSQL support is not installed: pip install -e '.[postgres]' "
+                "in the edp-toolkit checkout"
             ) from err
-        return PostgresStore(url, secret_arn=secret_arn)
+        return PostgresStore(url, secret_arn=secret_arn, read_only=read_only)
     if scheme == "memory":
         from edp.store.memory import MemoryStore
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,6 +27,19 @@ class IngestResult:
 
     emissions: list[Emission] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
+    # The earliest due time among the batches the call left open (None: it left none due), so a
+    # caller knows whether the store's next due time may have moved earlier.
+    earliest_due: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A closed batch waiting to be published, with what happened when sending it was tried."""
+
+    emission: Emission
+    attempts: int = 0  # publish attempts that failed so far
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
 
 
 class BatchStore(ABC):
@@ -71,6 +85,14 @@ class BatchStore(ABC):
         """How many closed batches wait to be published."""
 
     @abstractmethod
+    def pending(self, limit: int = 100) -> list[PendingBatch]:
+        """Closed batches waiting to be published, oldest first, with their failed attempts."""
+
+    @abstractmethod
+    def record_failures(self, errors: Mapping[str, str], now: datetime) -> None:
+        """Count one failed publish attempt per batch id, keeping its error (for `edp status`)."""
+
+    @abstractmethod
     def add_counters(self, counts: Counter[str]) -> None:
         """Add to the persistent counters."""
 
@@ -96,7 +118,19 @@ class BatchStore(ABC):
         if not events:
             return IngestResult()
         changes = self._apply(events, rules)
-        return IngestResult(emissions=list(changes.closed), counters=changes.counters)
+        dues = [b.due_at for b in changes.batches.values() if b.due_at is not None]
+        return IngestResult(
+            emissions=list(changes.closed),
+            counters=changes.counters,
+            earliest_due=min(dues) if dues else None,
+        )
+
+    def transaction(self) -> AbstractContextManager[object]:
+        """Run several calls as one transaction (``with store.transaction(): ...``).
+
+        Backends that cannot nest their calls in one transaction keep one transaction per call.
+        """
+        return nullcontext()
 
     def __enter__(self) -> BatchStore:
         return self

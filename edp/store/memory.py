@@ -1,10 +1,20 @@
-"""The in-memory backend: the pure core with nothing around it (tests, and `memory://` for one-off runs)."""
+"""The in-memory backend: the pure core with nothing around it (tests, and `memory://` for one-off runs).
+
+Like the SQL backends, an ingest loads only what its events can touch (their batches, members,
+sequencers and identities) into a Snapshot, applies the rules to that copy, and writes the changes
+back only once the rules have run: a failed ingest leaves the store as it was, and the cost of a
+chunk does not grow with the state the store holds. Members and identities are indexed by batch,
+so closing a batch touches only its own; due times and dedupe expiries sit in heaps and sequencers
+in last-update order, so a sweep or a purge looks only at what is due.
+"""
 
 from __future__ import annotations
 
+import heapq
 import threading
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +29,15 @@ from edp.core import (
     emission_order,
     rescheduled,
 )
-from edp.store.base import BatchStore, apply_to_snapshot, counters_for, emitted_counters
+from edp.store.base import (
+    BatchStore,
+    PendingBatch,
+    apply_to_snapshot,
+    counters_for,
+    emitted_counters,
+)
+
+Place = tuple[str, str]  # (bucket, prefix)
 
 
 @dataclass
@@ -27,74 +45,174 @@ class _Outboxed:
     emission: Emission
     published_at: datetime | None = None
     claimed_until: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
 
 
 class MemoryStore(BatchStore):
-    """All state in dictionaries; nothing survives the process."""
+    """All state in dictionaries and heaps; nothing survives the process."""
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._lock = threading.RLock()
         self._clock: datetime | None = None
-        self._batches: dict[tuple[str, str], OpenBatch] = {}
-        self._members: set[tuple[str, str]] = set()
-        self._sequencers: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self._batches: dict[Place, OpenBatch] = {}
+        # (due_at, bucket, prefix, batch_id): at most about one entry per open batch, its due
+        # time or an earlier one (entries are corrected or dropped when they reach the top).
+        self._due: list[tuple[datetime, str, str, str]] = []
+        self._members: dict[str, set[str]] = {}  # open batch id -> keys created in it
+        # (bucket, key) -> (highest sequencer, ingest clock of its update), oldest update first:
+        # the clock never goes backwards, so moving an updated key to the end keeps the order.
+        self._sequencers: OrderedDict[tuple[str, str], tuple[str, datetime]] = OrderedDict()
         self._seen: dict[str, tuple[str, datetime | None]] = {}  # identity -> (batch_id, expires)
+        self._identities: dict[str, list[str]] = {}  # open batch id -> identities applied to it
+        self._expiries: list[tuple[datetime, str]] = []  # (expires, identity), live if unchanged
         self._outbox: dict[str, _Outboxed] = {}
+        self._pending: dict[str, _Outboxed] = {}  # the outbox's unpublished part
         self._counters: Counter[str] = Counter()
 
+    def transaction(self) -> AbstractContextManager[object]:
+        return self._lock  # calls nest under the lock; each one writes only when it succeeds
+
+    # --- ingest ------------------------------------------------------------------------
     def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
         with self._lock:
-            now = max(events[0].arrived, self._clock) if self._clock else events[0].arrived
-            snapshot = Snapshot(
-                clock=self._clock,
-                batches=dict(self._batches),
-                members=set(self._members),
-                sequencers={k: v[0] for k, v in self._sequencers.items()},
-                seen={i for i, (_, exp) in self._seen.items() if exp is None or exp > now},
-                seen_expiry={
-                    i: exp for i, (_, exp) in self._seen.items() if exp is not None and exp > now
-                },
-            )
+            snapshot = self._load(events)
+            # The rules work on the snapshot (copies): if they fail, nothing was written.
             changes = apply_to_snapshot(snapshot, events, rules)
-            closed_ids = {e.batch_id for e in changes.closed}
-            for emission in changes.closed:
-                self._batches.pop((emission.bucket, emission.prefix), None)
-            self._batches.update(changes.batches)
-            self._members |= {m for m in changes.members_added if m[0] not in closed_ids}
-            self._members -= changes.members_removed
-            for identity, batch_id in changes.seen.items():
-                self._seen[identity] = (batch_id, None)
-            clock = changes.clock or now
-            for key, sequencer in changes.sequencers.items():
-                self._sequencers[key] = (sequencer, clock)
-            self._record_closed(changes.closed, rules)
-            self._counters.update(counters_for(changes))
-            self._clock = max(self._clock, clock) if self._clock else clock
+            self._save(changes, rules)
             return changes
 
-    def _record_closed(self, closed: Sequence[Emission], rules: Rules) -> None:
-        closed_ids = {e.batch_id: e for e in closed}
-        if not closed_ids:
-            return
-        self._members = {m for m in self._members if m[0] not in closed_ids}
-        for identity, (batch_id, _) in list(self._seen.items()):
-            if batch_id in closed_ids:
-                expires = closed_ids[batch_id].emitted_at + rules.dedupe_window
-                self._seen[identity] = (batch_id, expires)
-        for emission in closed:
-            self._outbox.setdefault(emission.batch_id, _Outboxed(emission))
+    def _load(self, events: Sequence[RoutedEvent]) -> Snapshot:
+        now = events[0].arrived
+        if self._clock is not None and self._clock > now:
+            now = self._clock
+        snapshot = Snapshot(clock=self._clock)
+        batches, members = snapshot.batches, snapshot.members
+        sequencers, seen, seen_expiry = snapshot.sequencers, snapshot.seen, snapshot.seen_expiry
+        for routed in events:
+            event = routed.event
+            where = (event.bucket, routed.prefix)
+            batch = batches.get(where)
+            if batch is None:
+                batch = self._batches.get(where)
+                if batch is not None:
+                    batches[where] = batch
+            if batch is not None:
+                keys = self._members.get(batch.batch_id)
+                if keys is not None and event.key in keys:
+                    members.add((batch.batch_id, event.key))
+            if event.sequencer is not None:
+                found = self._sequencers.get((event.bucket, event.key))
+                if found is not None:
+                    sequencers[(event.bucket, event.key)] = found[0]
+            identity = event.identity()
+            if identity is not None:
+                record = self._seen.get(identity)
+                if record is not None:
+                    expires = record[1]
+                    if expires is None:
+                        seen.add(identity)
+                    elif expires > now:
+                        seen.add(identity)
+                        seen_expiry[identity] = expires
+        return snapshot
 
+    def _save(self, changes: Changes, rules: Rules) -> None:
+        closed_ids = {e.batch_id for e in changes.closed}
+        for emission in changes.closed:
+            where = (emission.bucket, emission.prefix)
+            current = self._batches.get(where)
+            if current is not None and current.batch_id == emission.batch_id:
+                del self._batches[where]
+        for batch in changes.batches.values():
+            self._put_batch(batch)
+        for batch_id, key in changes.members_added:
+            if batch_id not in closed_ids:
+                self._members.setdefault(batch_id, set()).add(key)
+        for batch_id, key in changes.members_removed:
+            keys = self._members.get(batch_id)
+            if keys is not None:
+                keys.discard(key)
+        for identity, batch_id in changes.seen.items():
+            self._seen[identity] = (batch_id, None)
+            self._identities.setdefault(batch_id, []).append(identity)
+        clock = changes.clock or self._clock
+        assert clock is not None  # ingest never runs without events, which set the clock
+        for place, sequencer in changes.sequencers.items():
+            self._sequencers[place] = (sequencer, clock)
+            self._sequencers.move_to_end(place)
+        self._record_closed(changes.closed, rules)
+        self._counters.update(counters_for(changes))
+        if self._clock is None or clock > self._clock:
+            self._clock = clock
+
+    def _put_batch(self, batch: OpenBatch) -> None:
+        where = (batch.bucket, batch.prefix)
+        previous = self._batches.get(where)
+        self._batches[where] = batch
+        # A heap entry is a lower bound of its batch's due time: activity only moves a due time
+        # later, and an entry that reaches the top is moved then. An earlier time needs an entry.
+        if batch.due_at is not None and (
+            previous is None
+            or previous.batch_id != batch.batch_id
+            or previous.due_at is None
+            or batch.due_at < previous.due_at
+        ):
+            heapq.heappush(self._due, (batch.due_at, batch.bucket, batch.prefix, batch.batch_id))
+
+    def _record_closed(self, closed: Sequence[Emission], rules: Rules) -> None:
+        for emission in closed:
+            self._members.pop(emission.batch_id, None)
+            expires = emission.emitted_at + rules.dedupe_window
+            for identity in self._identities.pop(emission.batch_id, ()):
+                record = self._seen.get(identity)
+                if record is not None and record[0] == emission.batch_id:
+                    self._seen[identity] = (emission.batch_id, expires)
+                    heapq.heappush(self._expiries, (expires, identity))
+            if emission.batch_id not in self._outbox:
+                item = _Outboxed(emission)
+                self._outbox[emission.batch_id] = item
+                self._pending[emission.batch_id] = item
+
+    def _top(self) -> OpenBatch | None:
+        """The open batch of the heap's top entry once that entry is exact (or None: empty)."""
+        heap = self._due
+        while heap:
+            due_at, bucket, prefix, batch_id = heap[0]
+            batch = self._batches.get((bucket, prefix))
+            if batch is None or batch.batch_id != batch_id or batch.due_at is None:
+                heapq.heappop(heap)  # closed, or no longer due at all
+            elif batch.due_at > due_at:
+                heapq.heapreplace(heap, (batch.due_at, bucket, prefix, batch_id))  # moved later
+            elif batch.due_at < due_at:
+                heapq.heappop(heap)  # superseded by the earlier entry pushed for it
+            else:
+                return batch
+        return None
+
+    # --- emitting ----------------------------------------------------------------------
     def close_due(self, now: datetime, rules: Rules, limit: int | None = None) -> list[Emission]:
         with self._lock:
-            emissions = close_due(self._batches.values(), now, rules)
-            overdue = [
-                b for b in self._batches.values() if b.due_at is not None and b.due_at <= now
-            ]
-            for batch in rescheduled(overdue, emissions, rules):
+            # Like the SQL stores: the batches whose stored due time has come, oldest first.
+            due: list[OpenBatch] = []
+            places: set[Place] = set()
+            while limit is None or len(due) < limit:
+                batch = self._top()
+                if batch is None or batch.due_at is None or batch.due_at > now:
+                    break
+                heapq.heappop(self._due)
+                if (batch.bucket, batch.prefix) not in places:
+                    places.add((batch.bucket, batch.prefix))
+                    due.append(batch)
+            emissions = close_due(due, now, rules)
+            for batch in rescheduled(due, emissions, rules):
                 self._batches[(batch.bucket, batch.prefix)] = batch
-            if limit is not None:
-                emissions = emissions[:limit]
+                if batch.due_at is not None:  # its entry was taken off the heap above
+                    heapq.heappush(
+                        self._due, (batch.due_at, batch.bucket, batch.prefix, batch.batch_id)
+                    )
             for emission in emissions:
                 del self._batches[(emission.bucket, emission.prefix)]
             self._counters.update(emitted_counters(emissions))
@@ -103,16 +221,15 @@ class MemoryStore(BatchStore):
 
     def next_due(self) -> datetime | None:
         with self._lock:
-            dues = [b.due_at for b in self._batches.values() if b.due_at is not None]
-            return min(dues) if dues else None
+            batch = self._top()
+            return batch.due_at if batch is not None else None
 
     def claim_pending(self, now: datetime, lease: timedelta, limit: int = 100) -> list[Emission]:
         with self._lock:
             free = [
                 item
-                for item in self._outbox.values()
-                if item.published_at is None
-                and (item.claimed_until is None or item.claimed_until <= now)
+                for item in self._pending.values()
+                if item.claimed_until is None or item.claimed_until <= now
             ]
             free.sort(key=lambda item: emission_order(item.emission))
             for item in free[:limit]:
@@ -124,12 +241,16 @@ class MemoryStore(BatchStore):
             for batch_id in batch_ids:
                 item = self._outbox[batch_id]
                 item.published_at, item.claimed_until = now, None
+                self._pending.pop(batch_id, None)
 
     def release(self, batch_ids: Iterable[str]) -> None:
         with self._lock:
             for batch_id in batch_ids:
-                self._outbox[batch_id].claimed_until = None
+                item = self._outbox[batch_id]
+                if item.published_at is None:
+                    item.claimed_until = None
 
+    # --- reading -----------------------------------------------------------------------
     def open_batches(self) -> list[OpenBatch]:
         with self._lock:
             return [self._batches[k] for k in sorted(self._batches)]
@@ -141,7 +262,24 @@ class MemoryStore(BatchStore):
 
     def pending_count(self) -> int:
         with self._lock:
-            return sum(1 for i in self._outbox.values() if i.published_at is None)
+            return len(self._pending)
+
+    def pending(self, limit: int = 100) -> list[PendingBatch]:
+        with self._lock:
+            waiting = list(self._pending.values())
+            waiting.sort(key=lambda item: emission_order(item.emission))
+            return [
+                PendingBatch(i.emission, i.attempts, i.last_error, i.last_attempt_at)
+                for i in waiting[:limit]
+            ]
+
+    def record_failures(self, errors: Mapping[str, str], now: datetime) -> None:
+        with self._lock:
+            for batch_id, error in errors.items():
+                item = self._outbox.get(batch_id)
+                if item is not None:
+                    item.attempts += 1
+                    item.last_error, item.last_attempt_at = error, now
 
     def add_counters(self, counts: Counter[str]) -> None:
         with self._lock:
@@ -153,13 +291,23 @@ class MemoryStore(BatchStore):
 
     def purge(self, now: datetime, window: timedelta) -> int:
         with self._lock:
-            expired = [i for i, (_, exp) in self._seen.items() if exp is not None and exp <= now]
-            old = [k for k, (_, at) in self._sequencers.items() if at <= now - window]
-            for identity in expired:
-                del self._seen[identity]
-            for key in old:
-                del self._sequencers[key]
-            return len(expired) + len(old)
+            removed = 0
+            heap = self._expiries
+            while heap and heap[0][0] <= now:
+                expires, identity = heapq.heappop(heap)
+                record = self._seen.get(identity)
+                if record is not None and record[1] == expires:
+                    del self._seen[identity]
+                    removed += 1
+            cutoff = now - window
+            sequencers = self._sequencers
+            while sequencers:
+                _, (_, updated) = next(iter(sequencers.items()))
+                if updated > cutoff:
+                    break
+                sequencers.popitem(last=False)
+                removed += 1
+            return removed
 
     def close(self) -> None:
         """Nothing to release."""

@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ from edp.errors import StoreError
 from edp.settings import redact_url
 from edp.store.base import (
     BatchStore,
+    PendingBatch,
     apply_to_snapshot,
     counters_for,
     emitted_counters,
@@ -111,6 +112,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (name, shard)
     );
     CREATE TABLE clocks (shard SMALLINT PRIMARY KEY, value BIGINT NOT NULL);
+    """,
+    """
+    CREATE TABLE publish_failures (
+        batch_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,
+        last_attempt_at BIGINT NOT NULL
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -317,7 +324,9 @@ class PostgresStore(BatchStore):
         reconnect_wait: float = RECONNECT_WAIT,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        read_only: bool = False,
     ) -> None:
+        """``read_only``: never create or migrate the schema, and refuse every write (status)."""
         self.url = display_url(url)  # the only form of the URL that is ever shown
         self._conninfo = url
         self._secret_arn = secret_arn
@@ -332,8 +341,12 @@ class PostgresStore(BatchStore):
         self._shard = random.randrange(SHARDS)
         self.reconnects = 0  # how often the connection was re-established (tests, metrics)
         self.rollback_retries = 0  # deadlocks or serialization failures retried (should stay 0)
+        self._read_only = read_only
         self._connect(wait=0.0)
-        self._run(self._migrate, what="migrate the schema")
+        if read_only:
+            self._run(self._check_schema, what="read the schema", idempotent=True)
+        else:
+            self._run(self._migrate, what="migrate the schema")
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
@@ -379,6 +392,8 @@ class PostgresStore(BatchStore):
         while True:
             try:
                 self._conn = psycopg.connect(self._conninfo, autocommit=True, **params)
+                if self._read_only:
+                    self._conn.execute("SET default_transaction_read_only = on")
                 return self._conn
             except psycopg.Error as err:
                 if self._monotonic() + delay > deadline:
@@ -486,6 +501,19 @@ class PostgresStore(BatchStore):
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (str(SCHEMA_VERSION),),
         )
+
+    def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
+        """For a read-only store: the tables must be there already (nothing is created)."""
+        row = conn.execute(
+            "SELECT to_regclass('meta') IS NOT NULL AND to_regclass('outbox') IS NOT NULL, "
+            "current_database(), current_schemas(false)::text"
+        ).fetchone()
+        if row is None or not row[0]:
+            database, schemas = (row[1], row[2]) if row else ("?", "?")
+            raise StoreError(
+                f"no edp store at {self.url} (database {database!r}, schemas {schemas}): its "
+                "tables are missing; check --db or EDP_DATABASE_URL (an emitter creates them)"
+            )
 
     def schema_version(self) -> int:
         def read(conn: psycopg.Connection[Any]) -> int:
@@ -669,8 +697,9 @@ class PostgresStore(BatchStore):
             return
         self._run(
             lambda conn: conn.execute(
-                "UPDATE outbox SET published_at = %s, claimed_until = NULL "
-                "WHERE batch_id = ANY(%b::text[])",
+                "WITH done AS (UPDATE outbox SET published_at = %s, claimed_until = NULL "
+                "WHERE batch_id = ANY(%b::text[]) RETURNING batch_id) "
+                "DELETE FROM publish_failures WHERE batch_id IN (SELECT batch_id FROM done)",
                 (to_micros(now), ids),
             ),
             what="mark batches published",
@@ -715,6 +744,52 @@ class PostgresStore(BatchStore):
             return [emission_from_row(r) for r in rows]
 
         return self._run(read, what="list published batches", idempotent=True)
+
+    def pending(self, limit: int = 100) -> list[PendingBatch]:
+        def read(conn: psycopg.Connection[Any]) -> list[PendingBatch]:
+            columns = ", ".join("o." + c.strip() for c in OUTBOX_COLUMNS.split(","))
+            # A store still at schema 1 (read-only status does not migrate) has no failure table.
+            joined = conn.execute("SELECT to_regclass('publish_failures') IS NOT NULL").fetchone()
+            extra = (
+                "f.attempts, f.last_error, f.last_attempt_at FROM outbox o "
+                "LEFT JOIN publish_failures f ON f.batch_id = o.batch_id"
+                if joined and joined[0]
+                else "NULL, NULL, NULL FROM outbox o"
+            )
+            rows = conn.execute(
+                f"SELECT {columns}, {extra} WHERE o.published_at IS NULL "  # type: ignore[arg-type]
+                'ORDER BY o.emitted_at, o.bucket COLLATE "C", o.prefix COLLATE "C" LIMIT %s',
+                (limit,),
+            ).fetchall()
+            return [
+                PendingBatch(
+                    emission_from_row(row[:-3]),
+                    attempts=row[-3] or 0,
+                    last_error=row[-2],
+                    last_attempt_at=opt_from_micros(row[-1]),
+                )
+                for row in rows
+            ]
+
+        return self._run(read, what="list pending batches", idempotent=True)
+
+    def record_failures(self, errors: Mapping[str, str], now: datetime) -> None:
+        if not errors:
+            return
+        ids = sorted(errors)
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO publish_failures "
+                "SELECT batch_id, 1, last_error, %s FROM unnest(%b::text[], %b::text[]) "
+                "AS t(batch_id, last_error) ON CONFLICT (batch_id) DO UPDATE SET "
+                "attempts = publish_failures.attempts + 1, last_error = excluded.last_error, "
+                "last_attempt_at = excluded.last_attempt_at",
+                (to_micros(now), ids, [errors[i] for i in ids]),
+            ),
+            what="record publish failures",
+            durable=False,  # a lost count only makes `edp status` show one attempt fewer
+            idempotent=True,
+        )
 
     def pending_count(self) -> int:
         def read(conn: psycopg.Connection[Any]) -> int:

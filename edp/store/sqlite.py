@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from edp.core import (
     Changes,
@@ -25,6 +26,7 @@ from edp.errors import StoreError
 from edp.store.base import (
     SCHEMA_VERSION,
     BatchStore,
+    PendingBatch,
     apply_to_snapshot,
     counters_for,
     emitted_counters,
@@ -44,6 +46,9 @@ CHUNK = 400  # rows per IN (...) probe: well under SQLite's bound-variable limit
 # commit dirties thousands of pages: keep them cached, and checkpoint the WAL less often so a
 # page dirtied by several commits is copied back once (bench/ingest.py measures the effect).
 DURABILITY_PRAGMA = "PRAGMA synchronous=FULL"
+# For a throwaway store (`edp simulate`'s temporary file): no fsync at all; a crash loses the file,
+# which is deleted at exit anyway. Transactions still commit or roll back as a whole.
+THROWAWAY_PRAGMA = "PRAGMA synchronous=OFF"
 PERFORMANCE_PRAGMAS = (
     "PRAGMA cache_size=-65536",  # KiB: 64 MiB of page cache instead of 2 MiB
     "PRAGMA wal_autocheckpoint=10000",  # pages (40 MiB of WAL) between checkpoints, not 1000
@@ -80,6 +85,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published_at, emitted_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS publish_failures (
+    batch_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,
+    last_attempt_at INTEGER NOT NULL
+);
 """
 
 
@@ -100,6 +109,16 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def describe_os_error(path: str, err: BaseException) -> str:
+    """``err`` in one line; a path under a regular file says which file is in the way."""
+    for parent in Path(path).parents:
+        if parent.is_file():
+            return f"{parent} is a file, not a folder"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err)
+
+
 def path_of(url: str) -> str:
     """The file path of a ``sqlite:///path`` URL (``sqlite:///:memory:`` for an in-memory database)."""
     if not url.startswith("sqlite:///"):
@@ -110,10 +129,15 @@ def path_of(url: str) -> str:
 class SqliteStore(BatchStore):
     """Batch state in one SQLite file; safe for one writer process and any number of readers."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, durable: bool = True, read_only: bool = False) -> None:
+        """``read_only``: open an existing store without creating or changing anything (status).
+        ``durable=False``: a throwaway file (simulate's own), commits skip the fsync."""
         self.url = url
         self._lock = threading.RLock()
         path = path_of(url)
+        if read_only:
+            self._db = self._open_read_only(path)
+            return
         try:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -121,13 +145,38 @@ class SqliteStore(BatchStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed batch survives a power cut too, not only a crashed process. It costs
             # one fsync per transaction, which chunked ingest pays once per chunk.
-            self._db.execute(DURABILITY_PRAGMA)
+            self._db.execute(DURABILITY_PRAGMA if durable else THROWAWAY_PRAGMA)
             self._db.execute("PRAGMA busy_timeout=10000")
             for pragma in PERFORMANCE_PRAGMAS:
                 self._db.execute(pragma)
             self._migrate()
         except (sqlite3.Error, OSError) as err:
-            raise StoreError(f"cannot open SQLite store {path}: {err}") from err
+            raise StoreError(
+                f"cannot open SQLite store {path}: {describe_os_error(path, err)}"
+            ) from err
+
+    @staticmethod
+    def _open_read_only(path: str) -> sqlite3.Connection:
+        if path == ":memory:" or not Path(path).is_file():
+            raise StoreError(
+                f"no SQLite store at {path} (nothing has been written there; check --db or "
+                "EDP_DATABASE_URL, and use sqlite:////absolute/path with four slashes)"
+            )
+        try:
+            db = sqlite3.connect(
+                f"file:{quote(path)}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            db.execute("PRAGMA busy_timeout=10000")
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot read SQLite store {path}: {err}") from err
+        if not {"meta", "batches", "outbox", "counters"} <= tables:
+            db.close()
+            raise StoreError(f"{path} is not an edp store (its tables are missing)")
+        return db
 
     def _migrate(self) -> None:
         with self._write() as db:
@@ -162,6 +211,9 @@ class SqliteStore(BatchStore):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def transaction(self) -> AbstractContextManager[object]:
+        return self._write()
 
     # --- ingest ------------------------------------------------------------------------
     def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
@@ -321,11 +373,13 @@ class SqliteStore(BatchStore):
             return claimed
 
     def mark_published(self, batch_ids: Iterable[str], now: datetime) -> None:
+        ids = list(batch_ids)
         with self._write() as db:
             db.executemany(
                 "UPDATE outbox SET published_at=?, claimed_until=NULL WHERE batch_id=?",
-                [(to_micros(now), b) for b in batch_ids],
+                [(to_micros(now), b) for b in ids],
             )
+            db.executemany("DELETE FROM publish_failures WHERE batch_id=?", [(b,) for b in ids])
 
     def release(self, batch_ids: Iterable[str]) -> None:
         with self._write() as db:
@@ -339,6 +393,46 @@ class SqliteStore(BatchStore):
         with self._lock:
             rows = self._db.execute(f"SELECT {BATCH_COLUMNS} FROM batches ORDER BY bucket, prefix")
             return [batch_from_row(r) for r in rows]
+
+    def pending(self, limit: int = 100) -> list[PendingBatch]:
+        with self._lock:
+            # publish_failures appeared after the first release: a store written before it has
+            # no such table, and a read-only status must not create it.
+            has_failures = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name='publish_failures'"
+            ).fetchone()
+            extra = (
+                "f.attempts, f.last_error, f.last_attempt_at FROM outbox o "
+                "LEFT JOIN publish_failures f ON f.batch_id = o.batch_id"
+                if has_failures
+                else "NULL, NULL, NULL FROM outbox o"
+            )
+            columns = ", ".join("o." + c.strip() for c in OUTBOX_COLUMNS.split(","))
+            rows = self._db.execute(
+                f"SELECT {columns}, {extra} WHERE o.published_at IS NULL "
+                "ORDER BY o.emitted_at, o.bucket, o.prefix LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            PendingBatch(
+                emission_from_row(row[:-3]),
+                attempts=row[-3] or 0,
+                last_error=row[-2],
+                last_attempt_at=opt_from_micros(row[-1]),
+            )
+            for row in rows
+        ]
+
+    def record_failures(self, errors: Mapping[str, str], now: datetime) -> None:
+        if not errors:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO publish_failures VALUES (?, 1, ?, ?) ON CONFLICT(batch_id) DO UPDATE "
+                "SET attempts = attempts + 1, last_error = excluded.last_error, "
+                "last_attempt_at = excluded.last_attempt_at",
+                [(batch_id, error, to_micros(now)) for batch_id, error in errors.items()],
+            )
 
     def pending_count(self) -> int:
         with self._lock:

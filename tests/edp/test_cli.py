@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,106 @@ def test_an_unusable_store_path_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("simulate", "-", "--db", f"sqlite:///{blocker}/x.db", stdin="")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot open SQLite store" in result.stderr
+    assert f"{blocker} is a file, not a folder" in result.stderr and result.stderr.count("\n") == 1
+
+
+# --- status reads, never writes ---------------------------------------------------------------
+
+
+def test_status_on_a_missing_sqlite_store_fails_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "edp.sqlite"
+    result = run_cli("status", "--db", f"sqlite:///{missing}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and f"no SQLite store at {missing}" in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_status_on_a_file_that_is_not_a_store_fails(tmp_path: Path) -> None:
+    other = tmp_path / "notes.sqlite"
+    other.write_bytes(b"")
+    result = run_cli("status", "--db", f"sqlite:///{other}")
+    assert result.returncode == 1 and "is not an edp store" in result.stderr
+    assert other.read_bytes() == b""
+
+
+def test_status_names_the_store_and_does_not_write_to_it(tmp_path: Path) -> None:
+    db_path = tmp_path / "s.db"
+    db = f"sqlite:///{db_path}"
+    run_cli("simulate", "-", "--db", db, stdin=jsonl(eb_event("a/b/1", 0)))
+
+    # (SQLite's WAL index files, -shm and -wal, may appear: they are how a reader shares the
+    # file with a writer, and hold no data.)
+    def state() -> tuple[bytes, list[str]]:
+        names = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-shm", "-wal")))
+        return db_path.read_bytes(), names
+
+    before = state()
+    result = run_cli("status", "--db", db)
+    assert result.returncode == 0 and result.stdout.startswith(f"Store: {db}\n")
+    assert json.loads(run_cli("status", "--db", db, "--json").stdout)["store"] == db
+    assert state() == before
+
+
+def test_status_lists_batches_waiting_to_publish_with_attempts_and_last_error(
+    tmp_path: Path,
+) -> None:
+    from edp.emitter import Emitter
+    from edp.events import parse_message
+    from edp.settings import Settings
+    from edp.store import open_store
+
+    db = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(db)
+    emitter = Emitter(Settings(database_url=db, threshold_count=1), store)
+    (closed,) = emitter.ingest(
+        [parse_message(eb_event("lab/run-9/a.csv", 0))], arrived=None
+    ).emissions
+    store.record_failures(
+        {closed.batch_id: "ResourceNotFoundException: Event bus edp does not exist."},
+        closed.emitted_at,
+    )
+    store.close()
+    result = run_cli("status", "--db", db)
+    assert "waiting to publish: 1" in result.stdout
+    assert "ATTEMPTS" in result.stdout and "Event bus edp does not exist" in result.stdout
+    (waiting,) = json.loads(run_cli("status", "--db", db, "--json").stdout)["waiting_to_publish"]
+    assert waiting["prefix"] == "lab/run-9/" and waiting["attempts"] == 1
+    assert waiting["last_error"].startswith("ResourceNotFoundException")
+
+
+def test_status_ignores_batching_settings_it_does_not_use(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/s.db"
+    run_cli("simulate", "-", "--db", db, stdin=jsonl(eb_event("a/b/1", 0)))
+    result = run_cli("status", "--db", db, env={"EDP_BUCKET_PREFIX_DEPTH": "0"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_aws_hints_name_only_flags_the_command_has(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import botocore.exceptions
+
+    import edp.status
+
+    def no_region(*args: object, **kwargs: object) -> int:
+        raise botocore.exceptions.NoRegionError()
+
+    monkeypatch.setattr(edp.status, "show_status", no_region)
+    assert main(["status", "--db", f"sqlite:///{tmp_path}/s.db"]) == 1
+    err = capsys.readouterr().err
+    assert "edp: error: AWS: You must specify a region." in err
+    assert "--region" not in err and "--endpoint-url" not in err and "AWS_ENDPOINT_URL" in err
+
+
+def test_the_aws_hint_of_each_command_names_only_its_flags() -> None:
+    from edp.cli import aws_hint, build_parser
+
+    parser = build_parser()
+    for command in ("run", "redrive", "demo", "status", "simulate"):
+        options = {
+            option
+            for action in parser._subparsers._group_actions[0].choices[command]._actions  # type: ignore[union-attr]
+            for option in action.option_strings
+        }
+        named = set(re.findall(r"--[a-z-]+", aws_hint(command)))
+        assert named <= options, (command, named - options)

@@ -114,14 +114,18 @@ def test_sigterm_is_honoured_promptly_while_the_bus_is_down(
 ) -> None:
     aws = build_pipeline(moto_endpoint)
     db = tmp_path / "edp.sqlite"
-    store = open_store(f"sqlite:///{db}")
-    backlog(store, 600)
-    store.close()
-    # The bus is down: it does not exist, so every PutEvents entry fails.
+    events = boto3.client("events", region_name=REGION, endpoint_url=moto_endpoint)
+    events.create_event_bus(Name="doomed")
     args = aws.run_args(f"sqlite:///{db}", "--threshold-duration", "1")
-    args[args.index("--event-bus") + 1] = "no-such-bus"
+    args[args.index("--event-bus") + 1] = "doomed"
     run = EdpRun(args, tmp_path / "run.log")
     edp_runs.append(run)
+    # The bus goes down after the start-up check found it: every PutEvents entry fails from then.
+    run.wait_for_line("polling ", timeout=30)
+    events.delete_event_bus(Name="doomed")
+    store = open_store(f"sqlite:///{db}")  # a second writer, as the Lambda could be
+    backlog(store, 600)
+    store.close()
     run.wait_for_line("not accepted by EventBridge", timeout=30)
     time.sleep(1.0)  # in the middle of retries
     sent = time.monotonic()

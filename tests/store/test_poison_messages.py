@@ -175,7 +175,8 @@ def via_simulate(store: BatchStore, bodies: list[str]) -> set[int]:
     out, err = io.StringIO(), io.StringIO()
     emitter = Emitter(Settings(database_url="memory://", **SETTINGS), store)  # type: ignore[arg-type]
     code = simulate("\n".join(bodies) + "\n", emitter, out, err)
-    lines = err.getvalue().splitlines()
+    *lines, summary = err.getvalue().splitlines()  # the last line sums the run up
+    assert summary.startswith("edp simulate: ")
     assert all(line.startswith("line ") for line in lines), lines
     rejected = {int(line.split(":", 1)[0].split()[1]) - 1 for line in lines}
     assert code == (1 if rejected else 0)

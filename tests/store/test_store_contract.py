@@ -224,6 +224,35 @@ def test_the_ingest_clock_never_goes_backwards(store: BatchStore) -> None:
     assert batches["c/d/"].first_event_time == at(10)
 
 
+class _FailingMarker:
+    """A marker pattern that fails on one file name: the rules raise halfway through a chunk."""
+
+    def match(self, name: str) -> None:
+        if name == "boom.csv":
+            raise RuntimeError("the rules failed")
+
+
+def test_a_failed_ingest_leaves_the_store_as_it_was(store: BatchStore) -> None:
+    failing = dataclasses.replace(RULES, marker_patterns=(_FailingMarker(),))  # type: ignore[arg-type]
+    ingest(store, event("a/b/1.csv", 0, sequencer="0A"), event("a/b/2.csv", 5))
+    before = (store.open_batches(), store.counters(), store.next_due())
+    chunk = [
+        event("a/b/3.csv", 10),  # the count threshold closes a/b/ ...
+        event("c/d/1.csv", 11, sequencer="0B"),  # ... and c/d/ opens
+        event("a/b/1.csv", 12, sequencer="0C"),
+        event("a/b/boom.csv", 13),
+    ]
+    with pytest.raises(RuntimeError, match="the rules failed"):
+        store.ingest(chunk, failing)
+    assert (store.open_batches(), store.counters(), store.next_due()) == before
+    assert store.pending_count() == 0
+    # Nothing of the failed chunk is remembered: replayed, it is not duplicate nor stale.
+    emitted = ingest(store, *chunk[:3])
+    assert [(e.prefix, e.count) for e in emitted] == [("a/b/", 3)]
+    assert store.counters() == {"accepted": 5, "emitted:count": 1}
+    assert [(b.prefix, b.count) for b in store.open_batches()] == [("a/b/", 1), ("c/d/", 1)]
+
+
 # --- duplicates and stale events ------------------------------------------------------------
 
 
@@ -307,6 +336,28 @@ def test_claims_lease_release_and_publish(store: BatchStore) -> None:
     assert store.claim_pending(at(10_000), lease) == []
     store.release([closed[0].batch_id])  # releasing a published batch changes nothing
     assert store.pending_count() == 0
+
+
+def test_pending_lists_waiting_batches_with_their_failed_attempts(store: BatchStore) -> None:
+    ingest(store, event("a/b/1.csv", 0), event("c/d/1.csv", 1))
+    closed = store.close_due(at(100), RULES)
+    first, second = (e.batch_id for e in closed)
+    assert [(p.emission, p.attempts, p.last_error) for p in store.pending()] == [
+        (closed[0], 0, None),
+        (closed[1], 0, None),
+    ]
+    store.record_failures(
+        {first: "ResourceNotFoundException: Event bus edp does not exist."}, at(101)
+    )
+    store.record_failures({first: "AccessDeniedException: no"}, at(106))
+    waiting = {p.emission.batch_id: p for p in store.pending()}
+    assert waiting[first].attempts == 2
+    assert waiting[first].last_error == "AccessDeniedException: no"
+    assert waiting[first].last_attempt_at == at(106)
+    assert waiting[second].attempts == 0 and waiting[second].last_error is None
+    assert [p.emission.batch_id for p in store.pending(limit=1)] == [first]
+    store.mark_published([first, second], at(107))
+    assert store.pending() == []
 
 
 def test_published_lists_batches_in_emitted_bucket_prefix_order(store: BatchStore) -> None:

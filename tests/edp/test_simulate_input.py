@@ -1,0 +1,156 @@
+"""`edp simulate`'s input and bookkeeping: every input shape streamed, the summary line on stderr,
+non-UTF-8 bytes reported per line, one store transaction per chunk, no fsync for its own store."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import EVENTS, eb_event, jsonl
+
+import edp.simulate as sim
+import edp.store as edp_store
+from edp.cli import main
+from edp.emitter import Emitter
+from edp.settings import Settings
+from edp.store import BatchStore, open_store
+from edp.store.sqlite import SqliteStore
+
+
+def edp(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "edp.cli", *args], input=stdin, capture_output=True, timeout=60
+    )
+
+
+def play(source: str | bytes, url: str = "memory://", **settings: object) -> tuple[str, str, int]:
+    store = open_store(url)
+    out, err = io.StringIO(), io.StringIO()
+    data = io.BytesIO(source if isinstance(source, bytes) else source.encode())
+    try:
+        status = sim.simulate(
+            data, Emitter(Settings(database_url=url, **settings), store), out, err
+        )
+    finally:
+        store.close()
+    return out.getvalue(), err.getvalue(), status
+
+
+def test_the_readme_example_one_pretty_printed_notification_works() -> None:
+    result = edp("simulate", str(EVENTS / "s3_notification_put.json"))
+    assert result.returncode == 0, result.stderr
+    (event,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert event["detail"]["prefix"] == "sequencer-1/exp-7/" and event["detail"]["count"] == 2
+    assert result.stderr.decode().startswith("edp simulate: 2 events accepted")
+
+
+def test_pretty_printed_objects_json_lines_and_arrays_give_the_same_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = [eb_event(f"p{i % 3}/x/{i}.csv", i * 7) for i in range(60)]
+    lines, _, _ = play(jsonl(*events), threshold_count=5)
+    pretty = "".join(json.dumps(e, indent=2) + "\n" for e in events)
+    assert play(pretty, threshold_count=5)[0] == lines
+    monkeypatch.setattr(sim, "READ_SIZE", 17)  # items cut across many reads
+    assert play(json.dumps(events, indent=1), threshold_count=5)[0] == lines
+    halves = json.dumps(events[:30]) + "\n" + json.dumps(events[30:])
+    assert play(halves, threshold_count=5)[0] == lines
+    assert lines.count("\n") >= 12
+
+
+def test_a_bad_item_in_an_array_is_reported_with_its_line() -> None:
+    text = (
+        "[\n"
+        + json.dumps(eb_event("a/b/1.csv", 0))
+        + ",\n 12345,\n"
+        + json.dumps(eb_event("a/b/2.csv", 1))
+        + "\n]\n"
+    )
+    out, err, status = play(text)
+    assert status == 1 and "line 3: message: expected a JSON object, got int" in err
+    assert json.loads(out)["detail"]["count"] == 2
+
+
+def test_a_broken_line_does_not_swallow_the_lines_after_it() -> None:
+    text = '{"Records": [\n' + jsonl(eb_event("a/b/1.csv", 0), eb_event("a/b/2.csv", 1))
+    out, err, status = play(text)
+    assert status == 1 and err.startswith("line 1: message: not JSON")
+    assert json.loads(out)["detail"]["count"] == 2
+
+
+def test_non_utf8_bytes_are_one_clear_line_per_bad_line_and_exit_1() -> None:
+    stream = jsonl(eb_event("a/b/1.csv", 0)).encode() + b'{"key": "caf\xe9"}\n'
+    stream += jsonl(eb_event("a/b/2.csv", 1)).encode()
+    result = edp("simulate", "-", stdin=stream)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1 and "Traceback" not in stderr
+    assert "line 2: not UTF-8 text (byte 0xe9 at column 13)" in stderr
+    assert json.loads(result.stdout)["detail"]["count"] == 2
+    broken_array = b'[{"a": "\xff"}]'
+    result = edp("simulate", "-", stdin=broken_array)
+    assert result.returncode == 1 and b"line 1: not UTF-8 text" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_the_summary_counts_accepted_dropped_by_reason_duplicates_and_emissions() -> None:
+    stream = jsonl(
+        eb_event("a/b/1.csv", 0, event_id="e1"),
+        eb_event("a/b/1.csv", 1, event_id="e1"),
+        eb_event("shallow.csv", 2),
+        eb_event("x/y/1.csv", 3, bucket="other-bucket"),
+        eb_event("c/d/1.csv", 4),
+    )
+    _, err, status = play(stream, buckets=("bkt",))
+    assert status == 0
+    assert err.splitlines() == [
+        "edp simulate: 2 events accepted, 2 dropped (bucket 1, too-shallow 1), "
+        "1 duplicates, 0 stale, 2 emissions"
+    ]
+
+
+def test_one_store_transaction_per_chunk_not_per_emission_time(tmp_path: Path) -> None:
+    # 200 prefixes, each emitted at its own instant: formerly one commit per emission time.
+    events = [eb_event(f"p{i}/x/1.csv", i) for i in range(200)]
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = SqliteStore(url)
+    commits: list[str] = []
+    store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    out, err = io.StringIO(), io.StringIO()
+    settings = Settings(database_url=url, threshold_duration=10)
+    assert sim.simulate(jsonl(*events), Emitter(settings, store), out, err) == 0
+    store.close()
+    assert out.getvalue().count("\n") == 200
+    assert len(commits) == 2  # one chunk, then "after the last event"
+
+
+def test_only_simulates_own_temporary_store_skips_the_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def synchronous(store: SqliteStore) -> int:
+        return int(store._db.execute("PRAGMA synchronous").fetchone()[0])
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    durable, throwaway = SqliteStore(url), open_store(url, durable=False)
+    assert isinstance(throwaway, SqliteStore)
+    assert (synchronous(durable), synchronous(throwaway)) == (2, 0)  # FULL, OFF
+    durable.close()
+    throwaway.close()
+    opened: dict[str, int] = {}
+    real_open = edp_store.open_store
+
+    def recording_open(url: str, **kwargs: object) -> BatchStore:
+        store = real_open(url, **kwargs)  # type: ignore[arg-type]
+        assert isinstance(store, SqliteStore)
+        opened["user" if url.endswith("mine.db") else "own"] = synchronous(store)
+        return store
+
+    monkeypatch.setattr(edp_store, "open_store", recording_open)
+    source = tmp_path / "in.jsonl"
+    source.write_text(jsonl(eb_event("a/b/1.csv", 0)))
+    assert main(["simulate", str(source)]) == 0
+    assert main(["simulate", str(source), "--db", f"sqlite:///{tmp_path}/mine.db"]) == 0
+    assert opened == {"own": 0, "user": 2}  # a --db the user names keeps its durable commits
