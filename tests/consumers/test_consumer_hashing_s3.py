@@ -344,3 +344,26 @@ def test_copies_into_a_scratch_bucket_of_its_own_leave_nothing_there(world: Worl
         }
     assert world.s3.list_objects_v2(Bucket="edp-scratch").get("KeyCount") == 0
     assert world.s3.list_multipart_uploads(Bucket="edp-scratch").get("Uploads", []) == []
+
+
+def test_crc64nvme_into_a_separate_registry_redelivers_without_copying_again(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    """quilt3's push re-hashes the copies it makes as sha2-256-chunked: the source listing must
+    record what the manifest says, or every redelivery predicts another top hash and copies."""
+    registry = world.bucket.replace("instrument", "registry")
+    world.s3.create_bucket(Bucket=registry)
+    world.s3.put_bucket_versioning(Bucket=registry, VersioningConfiguration={"Status": "Enabled"})
+    world.install_workflow(registry)
+    world.put(PREFIX, {"a.txt": "alpha", "b.txt": "beta"})
+    settings = make_settings(
+        registry=registry, default_metadata=GOOD_META, hash_type=HASH_CRC64NVME
+    )
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+    assert package_prefix(event, settings).status == "pushed"
+    versions_before = len(world.s3.list_object_versions(Bucket=registry)["Versions"])
+
+    again = CountingS3.make()
+    assert package_prefix(event, settings, clients=Clients(s3=again.client)).status == "unchanged"
+    assert len(world.s3.list_object_versions(Bucket=registry)["Versions"]) == versions_before
+    assert not any(again.calls[call] for call in COPY_CALLS)
