@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from consumers.errors import BadEventError
 from consumers.events import ReadyEvent, parse_ready_events
 from consumers.quilt_env import quilt_environment
-from consumers.settings import ENV_VARS, ConsumerSettings
+from consumers.settings import SETTINGS_INPUTS, ConsumerSettings
 
 DEFAULT_METRICS_NAMESPACE = "EDP"
 DEFAULT_SERVICE = "edp-auto-package"
@@ -38,7 +38,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 def _logged_and_measured(event: dict[str, Any], context: Any) -> dict[str, Any]:
     quilt_environment()
-    settings = _settings(tuple(os.environ.get(name) for name in ENV_VARS))
+    settings = _settings(tuple(os.environ.get(name) for name in SETTINGS_INPUTS))
     if _is_sqs_batch(event):
         records: list[dict[str, Any]] = event["Records"]
         return _handle_sqs_batch(records, settings)
@@ -50,7 +50,9 @@ def _logged_and_measured(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _settings(env_values: tuple[str | None, ...]) -> ConsumerSettings:
     """Settings built once per container (again only if the environment changed, as in tests)."""
     env = {
-        name: value for name, value in zip(ENV_VARS, env_values, strict=True) if value is not None
+        name: value
+        for name, value in zip(SETTINGS_INPUTS, env_values, strict=True)
+        if value is not None
     }
     return ConsumerSettings.from_env(env)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pathlib
@@ -15,6 +16,16 @@ from quilt3.packages import PackageEntry
 from quilt3.util import PhysicalKey, QuiltException
 
 from consumers.events import ReadyEvent
+from consumers.extras import (
+    README,
+    SUMMARIZE_AUTO,
+    SUMMARIZE_FILE,
+    ReadmeFacts,
+    auto_summarize,
+    resolve_summarize,
+    resolve_text,
+    summarize_text,
+)
 from consumers.listing import ObjectVersion, list_current_objects, read_object
 from consumers.quiltignore import QUILTIGNORE, is_ignored, parse_quiltignore
 from consumers.revision import LatestRevision, SourceRecord
@@ -22,9 +33,7 @@ from consumers.settings import ConsumerSettings
 
 logger = logging.getLogger(__name__)
 
-README = "README.md"
 METADATA_FILE = "metadata.json"
-SUMMARIZE_FILE = "quilt_summarize.json"
 MetadataHook = Callable[[ReadyEvent], dict[str, Any]]
 
 
@@ -69,6 +78,18 @@ class BuiltPackage:
     skipped: list[str]
     generated: list[str]
     problem: str | None = None
+    dated_by_clock: str | None = None  # the metadata key set to today's date, if one was
+    packaging_date: str | None = None
+    readme: GeneratedReadme | None = None  # set when the README was generated from a template
+
+
+@dataclass(frozen=True)
+class GeneratedReadme:
+    """A README written from the settings' template, so it can be written again for another date."""
+
+    template: str
+    facts: ReadmeFacts
+    path: pathlib.Path
 
 
 def merge_metadata(
@@ -86,12 +107,48 @@ def merge_metadata(
     return merged
 
 
-def generated_files(settings: ConsumerSettings) -> dict[str, str]:
-    """The files added when the prefix lacks them, with their configured texts."""
-    files = {README: settings.readme_text, QUILTIGNORE: settings.quiltignore_text}
+def generated_files(
+    settings: ConsumerSettings,
+    s3: Any,
+    facts: ReadmeFacts,
+    logical_keys: list[str],
+    readme_template: str,
+) -> dict[str, str]:
+    """The files added when the prefix lacks them, with their configured texts.
+
+    ``logical_keys`` are the package's entries, for the default ``quilt_summarize.json``.
+    """
+    files = {
+        README: facts.fill(readme_template),
+        QUILTIGNORE: resolve_text(settings.quiltignore_text, s3, QUILTIGNORE),
+    }
     if settings.summarize is not None:
-        files[SUMMARIZE_FILE] = json.dumps(settings.summarize, indent=2, sort_keys=True) + "\n"
+        content = resolve_summarize(settings.summarize, s3)
+        if content == SUMMARIZE_AUTO:
+            content = auto_summarize(logical_keys, settings.summarize_chart)
+        if content:  # an empty list would show nothing: no file then
+            files[SUMMARIZE_FILE] = summarize_text(list(content))
     return files
+
+
+def set_packaging_date(built: BuiltPackage, date: str) -> bool:
+    """Make ``date`` the packaging date of ``built`` (metadata date key, README); return whether
+    anything changed. Used to compare with the latest revision on its own date."""
+    changed = False
+    if built.dated_by_clock is not None and built.metadata[built.dated_by_clock] != date:
+        built.metadata = {**built.metadata, built.dated_by_clock: date}
+        built.package.set_meta(built.metadata)
+        changed = True
+    if built.readme is not None and built.readme.facts.date != date:
+        facts = dataclasses.replace(built.readme.facts, date=date)
+        text = facts.fill(built.readme.template)
+        if text != built.readme.facts.fill(built.readme.template):
+            built.readme.path.write_text(text, encoding="utf-8")
+            built.package.set(README, str(built.readme.path))  # drops the old hash
+            changed = True
+        built.readme = dataclasses.replace(built.readme, facts=facts)
+    built.packaging_date = date
+    return changed
 
 
 def build_package(
@@ -102,8 +159,12 @@ def build_package(
     workdir: pathlib.Path,
     metadata: MetadataHook | None = None,
     clock: Callable[[], datetime] | None = None,
+    package_name: str = "",
 ) -> BuiltPackage:
-    """Build (without hashing or pushing) the package of ``event``'s prefix."""
+    """Build (without hashing or pushing) the package of ``event``'s prefix.
+
+    ``clock`` gives the packaging date (``settings.date_key``, the README's ``${date}``).
+    """
     bucket, prefix = event.bucket, event.prefix
     objects = list_current_objects(s3, bucket, prefix)
     by_logical_key = {obj.key[len(prefix) :]: obj for obj in objects}
@@ -114,7 +175,7 @@ def build_package(
         raw = read_object(s3, bucket, by_logical_key[QUILTIGNORE])
         rules = parse_quiltignore(raw.decode("utf-8", errors="replace"))
     else:
-        rules = parse_quiltignore(settings.quiltignore_text)
+        rules = parse_quiltignore(resolve_text(settings.quiltignore_text, s3, QUILTIGNORE))
 
     problem = None
     from_file = None
@@ -122,10 +183,13 @@ def build_package(
         from_file, problem = _read_metadata_file(s3, bucket, by_logical_key[METADATA_FILE])
     from_hook = metadata(event) if metadata is not None else None
     meta = merge_metadata(settings.default_metadata, from_hook, from_file)
+    if clock is None:
+        raise ValueError("build_package needs a clock: it gives the packaging date")
+    today = clock().date().isoformat()
+    dated_by_clock = None
     if settings.date_key is not None and settings.date_key not in meta:
-        if clock is None:
-            raise ValueError("settings.date_key is set: package_prefix needs a clock")
-        meta[settings.date_key] = clock().date().isoformat()
+        meta[settings.date_key] = today
+        dated_by_clock = settings.date_key
 
     package = CheckedPackage()
     kept: dict[str, ObjectVersion] = {}
@@ -143,8 +207,18 @@ def build_package(
             continue
         kept[logical_key] = obj
 
+    facts = ReadmeFacts(
+        package=package_name,
+        source=event.s3_url,
+        workflow=settings.workflow or "(the registry's default)",
+        function=settings.function_name or "consumers.auto_package",
+        date=today,
+    )
     generated = []
-    for logical_key, text in generated_files(settings).items():
+    readme = None
+    readme_template = resolve_text(settings.readme_text, s3, README)
+    extras = generated_files(settings, s3, facts, sorted(kept), readme_template)
+    for logical_key, text in extras.items():
         # Never shadow an object of the prefix, even an ignored one: pushing into the watched
         # bucket would overwrite it.
         if logical_key in package or logical_key in by_logical_key:
@@ -153,6 +227,8 @@ def build_package(
         path.write_text(text, encoding="utf-8")
         package.set(logical_key, str(path))
         generated.append(logical_key)
+        if logical_key == README:
+            readme = GeneratedReadme(template=readme_template, facts=facts, path=path)
 
     package.set_meta(meta)
     return BuiltPackage(
@@ -163,6 +239,9 @@ def build_package(
         skipped=skipped,
         generated=generated,
         problem=problem,
+        dated_by_clock=dated_by_clock,
+        packaging_date=today,
+        readme=readme,
     )
 
 

@@ -16,6 +16,15 @@ from consumers.errors import BadEventError
 READY_DETAIL_TYPE = "package-objects-ready"
 # Envelopes nest (EventBridge -> SNS -> SQS -> Lambda); deeper than this is not a real delivery.
 MAX_ENVELOPE_DEPTH = 6
+# S3 object events sent to a consumer by mistake (its rule or subscription matches the bucket's
+# own events): named as such, so the fix (route package-objects-ready instead) is obvious.
+S3_EVENTBRIDGE_SOURCE = "aws.s3"
+S3_NOTIFICATION_SOURCE = "aws:s3"
+S3_TEST_EVENT = "s3:TestEvent"
+NOT_READY_BUT_S3 = (
+    "this is an S3 object event, not package-objects-ready: send the consumer the emitter's "
+    "events (source com.quiltdata.edp), not the bucket's own"
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ def _parse(payload: Any, *, where: str, depth: int) -> list[ReadyEvent]:
             payload = json.loads(payload)
         except json.JSONDecodeError as err:
             raise BadEventError(f"{where}: not JSON ({err.msg} at position {err.pos})") from err
+        except RecursionError as err:  # json's C parser gives up on ~1,000+ nested levels
+            raise BadEventError(f"{where}: JSON nested too deeply to be an event") from err
     if not isinstance(payload, Mapping):
         raise BadEventError(f"{where}: expected a JSON object, got {_type_name(payload)}")
 
@@ -84,6 +95,8 @@ def _parse(payload: Any, *, where: str, depth: int) -> list[ReadyEvent]:
         return _parse(payload["Message"], where=f"{where}.Message", depth=depth + 1)
     if "Body" in payload and "detail" not in payload:  # boto3 receive_message shape
         return _parse(payload["Body"], where=f"{where}.Body", depth=depth + 1)
+    if payload.get("source") == S3_EVENTBRIDGE_SOURCE or payload.get("Event") == S3_TEST_EVENT:
+        raise BadEventError(f"{where}: {NOT_READY_BUT_S3}")
     if "detail" in payload or "detail-type" in payload:
         detail_type = payload.get("detail-type")
         if detail_type != READY_DETAIL_TYPE:
@@ -107,6 +120,8 @@ def _parse_record(record: Any, *, where: str, depth: int) -> list[ReadyEvent]:
     sns = record.get("Sns")
     if isinstance(sns, Mapping) and "Message" in sns:  # Lambda SNS event
         return _parse(sns["Message"], where=f"{where}.Sns.Message", depth=depth + 1)
+    if record.get("eventSource") == S3_NOTIFICATION_SOURCE or "s3" in record:
+        raise BadEventError(f"{where}: {NOT_READY_BUT_S3}")
     raise BadEventError(f"{where}: neither an SQS record (body) nor an SNS record (Sns.Message)")
 
 

@@ -39,6 +39,17 @@ def refresh_folders(prefix: str) -> list[str]:
     return ["/" + prefix.strip("/")]
 
 
+def folders_to_refresh(prefix: str, package_name: str, *, copied: bool) -> list[str]:
+    """The folders File Gateway clients read the package's files from after a push.
+
+    Into the watched bucket nothing is copied: the files stay in the source prefix (the extras
+    land there too), so that is what a share on the watched bucket must refresh. Into another
+    registry bucket quilt3 copies the files to ``<registry>/<package name>/``: a share on the
+    registry sees them there, and the source prefix has not changed.
+    """
+    return refresh_folders(package_name + "/" if copied else prefix)
+
+
 def backoff_delay(attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based): 1, 2, 4, ... capped."""
     return float(min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS))

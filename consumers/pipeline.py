@@ -22,16 +22,18 @@ from consumers.building import (
     MetadataHook,
     build_package,
     reuse_hashes,
+    set_packaging_date,
     source_records,
 )
 from consumers.clients import Clients
-from consumers.errors import AlertError, PackagingError
+from consumers.errors import AlertError, PackagingError, QuarantineError
 from consumers.events import ReadyEvent
-from consumers.gateway import RefreshResult, refresh_file_shares, refresh_folders
+from consumers.gateway import RefreshResult, folders_to_refresh, refresh_file_shares
 from consumers.hashing import HashReport, S3Hasher, Scratch, hash_entries, summarize
 from consumers.listing import UNVERSIONED, ObjectVersion
 from consumers.naming import is_valid_package_name, package_name
-from consumers.quarantine import push_to_quarantine, quarantine_readme
+from consumers.quarantine import push_quarantined, quarantine_package, quarantine_readme
+from consumers.quilt_env import quilt_stdout_captured
 from consumers.revision import LatestRevision, load_latest_revision, save_sources
 from consumers.settings import ConsumerSettings
 
@@ -83,20 +85,41 @@ def package_prefix(
     with tempfile.TemporaryDirectory(prefix="edp-consumer-") as tmp:
         workdir = pathlib.Path(tmp)
         built = build_package(
-            event, settings, s3=clients.s3, workdir=workdir, metadata=metadata, clock=clock
+            event,
+            settings,
+            s3=clients.s3,
+            workdir=workdir,
+            metadata=metadata,
+            clock=clock,
+            package_name=name,
         )
         latest = load_latest_revision(clients.s3, registry, name)
         if not built.objects:
             # All deleted (or all ignored): a package of extras alone would only write them
             # back into an emptied prefix. The latest revision, if any, stays as it is.
-            logger.info("prefix empty", extra={"package": name, "ignored": len(built.ignored)})
+            message = f"nothing to package in {event.s3_url}"
+            if event.count:
+                # The emitter saw files created there: deleted since, or not visible to this
+                # role (another bucket, a missing permission). Worth a look either way.
+                message += (
+                    f" although the event counted {event.count} file(s)"
+                    f" ({len(built.ignored)} ignored by .quiltignore)"
+                )
+                logger.warning(
+                    "prefix empty",
+                    extra={"package": name, "count": event.count, "ignored": len(built.ignored)},
+                )
+            else:
+                logger.info("prefix empty", extra={"package": name, "ignored": len(built.ignored)})
             return PackageOutcome(
                 "unchanged",
                 name,
                 registry,
                 latest.top_hash if latest is not None else None,
-                f"nothing to package in {event.s3_url}",
+                message,
             )
+        today = built.packaging_date
+        redated = latest is not None and _on_latest_date(built, latest)
         missing = reuse_hashes(built.package, built.objects, latest)
         report = _hash_new_objects(built, settings, clients, event) if missing else HashReport()
         logger.info(
@@ -117,6 +140,8 @@ def package_prefix(
                 predicted = _predicted_top_hash(
                     built.package, settings.message, workflow_data, hash_missing=missing > 0
                 )
+                if predicted != latest.top_hash and redated and today is not None:
+                    set_packaging_date(built, today)  # changed anyway: packaged today
                 if predicted == latest.top_hash:
                     logger.info("package unchanged", extra={"package": name, "top_hash": predicted})
                     if not latest.sources:  # made by someone else: list it for next time
@@ -131,6 +156,8 @@ def package_prefix(
             top_hash = str(pushed.top_hash)
             _save_sources(clients, registry, name, top_hash, built, pushed, event)
         except WorkflowRejection as rejection:
+            if redated and today is not None:
+                set_packaging_date(built, today)  # the registry's date means nothing there
             return _quarantine(
                 event, settings, built, name, registry, str(rejection), clients, workdir
             )
@@ -160,6 +187,26 @@ def _hash_new_objects(
         clients.s3, hash_type=settings.hash_type, mode=settings.hashing_mode, scratch=scratch
     )
     return hash_entries(built.package, built.objects, event.bucket, hasher)
+
+
+def _on_latest_date(built: BuiltPackage, latest: LatestRevision) -> bool:
+    """Give the package the latest revision's packaging date, to compare like with like.
+
+    The packaging date (``PACKAGE_DATE_KEY``, the README's ``${date}``) would make a redelivery
+    (or the consumer's own writes coming back) on a later day always look changed. Returns
+    whether anything changed; the caller puts today's date back if the package differs anyway.
+    """
+    date = latest.packaged_on
+    if date is None and built.dated_by_clock is not None:
+        previous = latest.user_meta.get(built.dated_by_clock)
+        date = previous if isinstance(previous, str) else None
+    if date is None or date == built.packaging_date:
+        return False
+    today = built.packaging_date
+    changed = set_packaging_date(built, date)
+    if not changed:
+        built.packaging_date = today
+    return changed
 
 
 def _validate(built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str) -> Any:
@@ -196,7 +243,8 @@ def _predicted_top_hash(
     """
     if hash_missing:
         try:
-            package._calculate_missing_hashes()
+            with quilt_stdout_captured():
+                package._calculate_missing_hashes()
         except Exception as err:
             raise PackagingError(f"could not hash the package's objects: {err}") from err
     package._set_commit_message(message)
@@ -209,15 +257,20 @@ def _push(
     built: BuiltPackage, settings: ConsumerSettings, registry: str, name: str, event: ReadyEvent
 ) -> quilt3.Package:
     try:
-        pushed = built.package.push(
-            name,
-            registry=f"s3://{registry}",
-            dest=_destination(event, registry),
-            message=settings.message,
-            workflow=settings.workflow_argument,
-            force=True,
-            dedupe=True,
-        )
+        with quilt_stdout_captured():
+            pushed = built.package.push(
+                name,
+                registry=f"s3://{registry}",
+                dest=_destination(event, registry),
+                message=settings.message,
+                workflow=settings.workflow_argument,
+                force=True,
+                dedupe=True,
+            )
+            if pushed is built.package:
+                # dedupe found this revision already latest (pushed since we looked) and gave
+                # back the local package, whose entries may lack hashes: complete them.
+                pushed._calculate_missing_hashes()
     except Exception as err:  # quilt3 raises a zoo of types; all are worth a retry here
         raise PackagingError(f"could not push package {name} to s3://{registry}: {err}") from err
     logger.info(
@@ -243,7 +296,7 @@ def _save_sources(
     objects.update(_landed_extras(clients, built, pushed, event))
     records = source_records(built.package, pushed, objects, event.bucket)
     try:
-        save_sources(clients.s3, registry, name, top_hash, records)
+        save_sources(clients.s3, registry, name, top_hash, records, built.packaging_date)
     except PackagingError as err:
         logger.warning("source listing not stored", extra={"package": name, "error": str(err)})
 
@@ -304,53 +357,85 @@ def _quarantine(
     clients: Clients,
     workdir: pathlib.Path,
 ) -> PackageOutcome:
+    """Push the rejected package to the quarantine bucket and alert, unless it is already there.
+
+    The same skip-when-unchanged check as the registry path: a redelivered rejected prefix (or
+    one that comes again unchanged) finds its revision as the quarantine's ``latest`` and gives
+    ``unchanged`` with no push and no second alert.
+    """
+    quarantine = settings.quarantine_bucket
     logger.warning("workflow rejected package", extra={"package": name, "error": error})
     readme = quarantine_readme(
         package_name=name, source=event.s3_url, workflow=settings.workflow, error=error
     )
     try:
-        top_hash = push_to_quarantine(
-            built.package,
-            name=name,
-            quarantine_bucket=settings.quarantine_bucket,
-            readme=readme,
-            message=settings.message,
-            workdir=workdir,
+        latest = load_latest_revision(clients.s3, quarantine, name)
+        today = built.packaging_date
+        redated = latest is not None and _on_latest_date(built, latest)
+        quarantined = quarantine_package(built.package, readme=readme, workdir=workdir)
+        if latest is not None:
+            missing = reuse_hashes(quarantined, built.objects, latest)
+            predicted = _predicted_top_hash(
+                quarantined, settings.message, None, hash_missing=missing > 0
+            )
+            if predicted != latest.top_hash and redated and today is not None:
+                set_packaging_date(built, today)  # changed anyway: quarantined today
+                quarantined = quarantine_package(built.package, readme=readme, workdir=workdir)
+            if predicted == latest.top_hash:
+                logger.info(
+                    "quarantined package unchanged", extra={"package": name, "top_hash": predicted}
+                )
+                return PackageOutcome(
+                    "unchanged",
+                    name,
+                    quarantine,
+                    predicted,
+                    f"already quarantined, same as latest revision in s3://{quarantine}: {error}",
+                )
+        pushed = push_quarantined(
+            quarantined, name=name, quarantine_bucket=quarantine, message=settings.message
         )
+        top_hash = str(pushed.top_hash)
     except Exception as err:
         # Tell people both failures, then let the event be retried.
         alert = make_alert(
             f"EDP: package {name} rejected and quarantine failed",
             f"Package {name} from {event.s3_url} failed workflow "
             f"{settings.workflow or '(registry default)'} and could not be pushed to "
-            f"{settings.quarantine_bucket}.\n\nWorkflow error:\n{error}\n\nQuarantine error:\n{err}\n",
+            f"{quarantine}.\n\nWorkflow error:\n{error}\n\nQuarantine error:\n{err}\n",
         )
         try:
             publish_alert(clients.sns, settings.sns_topic_arn, alert)
         except AlertError:
             logger.exception("alert about the failed quarantine failed too")
-        raise
+        if isinstance(err, QuarantineError):
+            raise
+        raise QuarantineError(f"could not quarantine package {name}: {err}") from err
+    # Quarantined entries point at copies: list their sources so a redelivery reuses the hashes.
+    _save_sources(clients, quarantine, name, top_hash, built, pushed, event)
     alert = quarantine_alert(
         workflow=settings.workflow,
         package_name=name,
         bucket=event.bucket,
         prefix=event.prefix,
         registry=registry,
-        quarantine_bucket=settings.quarantine_bucket,
+        quarantine_bucket=quarantine,
         quilt_url=settings.quilt_url,
         error=error,
     )
     publish_alert(clients.sns, settings.sns_topic_arn, alert)
-    return PackageOutcome("quarantined", name, settings.quarantine_bucket, top_hash, error)
+    return PackageOutcome("quarantined", name, quarantine, top_hash, error)
 
 
 def _refresh_gateways(
     event: ReadyEvent, settings: ConsumerSettings, clients: Clients, name: str
 ) -> list[RefreshResult]:
+    registry = settings.registry or event.bucket
     results = refresh_file_shares(
         clients.storagegateway,
         settings.file_share_arns,
-        refresh_folders(event.prefix),
+        # _destination: into another registry, quilt3 copies the files to <registry>/<name>/.
+        folders_to_refresh(event.prefix, name, copied=registry != event.bucket),
         max_attempts=settings.gateway_max_attempts,
     )
     failures = [result for result in results if not result.ok]

@@ -6,8 +6,13 @@ read-only ``$HOME`` in Lambda), telemetry posts to the internet, and tqdm bars c
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+
+logger = logging.getLogger(__name__)
 
 LAMBDA_SCRATCH = "/tmp/quilt"  # the only writable place in Lambda
 LAMBDA_MARKER = "AWS_LAMBDA_FUNCTION_NAME"
@@ -39,3 +44,23 @@ def quilt_environment(env: MutableMapping[str, str] | None = None) -> dict[str, 
             env[name] = value
             applied[name] = value
     return applied
+
+
+@contextlib.contextmanager
+def quilt_stdout_captured() -> Iterator[None]:
+    """Keep quilt3's ``print`` lines ("Successfully pushed ...") and progress bars out of the log.
+
+    In Lambda stdout is the log: the consumer writes one structured line per outcome instead.
+    What quilt3 printed is logged at DEBUG. Powertools' handler keeps the stream it was given at
+    start, so its lines still reach stdout.
+    """
+    buffer = io.StringIO()
+    try:
+        # stderr too: tqdm bars go there when QUILT_MINIMIZE_STDOUT was not set before quilt3's
+        # import, and in Lambda stderr is the same log.
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        text = buffer.getvalue().strip()
+        if text:
+            logger.debug("quilt3 output", extra={"quilt3_output": text})

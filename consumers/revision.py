@@ -54,6 +54,8 @@ class LatestRevision:
     top_hash: str
     entries: Mapping[str, ManifestEntry]
     sources: Mapping[str, SourceRecord] = field(default_factory=dict)
+    user_meta: Mapping[str, Any] = field(default_factory=dict)
+    packaged_on: str | None = None  # the packaging date recorded with the source listing
 
 
 SOURCES_PREFIX = ".quilt/edp/sources/"
@@ -66,11 +68,17 @@ def sources_key(name: str, top_hash: str) -> str:
 
 
 def save_sources(
-    s3: Any, registry: str, name: str, top_hash: str, sources: Mapping[str, SourceRecord]
+    s3: Any,
+    registry: str,
+    name: str,
+    top_hash: str,
+    sources: Mapping[str, SourceRecord],
+    packaged_on: str | None = None,
 ) -> None:
     """Store the source listing of a revision (``.quilt/`` keys never reach the emitter)."""
     body = {
         "format": SOURCES_FORMAT,
+        "packaged_on": packaged_on,
         "entries": {
             logical_key: {
                 "bucket": record.bucket,
@@ -117,6 +125,15 @@ def parse_sources(body: bytes) -> dict[str, SourceRecord]:
         return {}
 
 
+def parse_packaged_on(body: bytes) -> str | None:
+    """The packaging date a source listing records, if any."""
+    try:
+        value = json.loads(body).get("packaged_on")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def load_latest_revision(s3: Any, registry: str, name: str) -> LatestRevision | None:
     """The latest revision of ``name`` in ``s3://registry``, or ``None`` if there is none yet."""
     from quilt3.backends import get_package_registry
@@ -136,7 +153,19 @@ def load_latest_revision(s3: Any, registry: str, name: str) -> LatestRevision | 
         top_hash=top_hash,
         entries=parse_manifest_entries(manifest),
         sources=parse_sources(sources_body) if sources_body is not None else {},
+        user_meta=parse_user_meta(manifest),
+        packaged_on=parse_packaged_on(sources_body) if sources_body is not None else None,
     )
+
+
+def parse_user_meta(manifest: bytes) -> dict[str, Any]:
+    """The package metadata (``user_meta`` of the manifest's first line); ``{}`` when absent."""
+    first_line = manifest.split(b"\n", 1)[0]
+    try:
+        user_meta = json.loads(first_line).get("user_meta")
+    except (ValueError, AttributeError):
+        return {}
+    return user_meta if isinstance(user_meta, dict) else {}
 
 
 def parse_manifest_entries(manifest: bytes) -> dict[str, ManifestEntry]:

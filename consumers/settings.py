@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.errors import SettingsError
+from consumers.extras import SUMMARIZE_AUTO, is_s3_uri, split_s3_uri
 
 DEFAULT_MESSAGE = "Created by EDP"
-DEFAULT_README = """# Quilt package created by Event-Driven Packaging
+# A string.Template: ${package}, ${source}, ${workflow}, ${function}, ${date} are filled in.
+DEFAULT_README = """# ${package}
 
-This package was created automatically from an S3 prefix by the EDP reference consumer
-(`consumers.auto_package`) and validated against the registry's Quilt workflow.
+This Quilt package was made by Event-Driven Packaging (EDP) on ${date}: the Lambda function
+`${function}` built it from `${source}` and validated it with the Quilt workflow `${workflow}`.
 """
 # Operating-system clutter that instruments and file shares leave behind.
 DEFAULT_QUILTIGNORE = """.DS_*
@@ -47,6 +49,13 @@ ENV_PACKAGE_MESSAGE = "PACKAGE_MESSAGE"
 ENV_HASHING_MODE = "HASHING_MODE"
 ENV_HASH_TYPE = "HASH_TYPE"
 ENV_HASH_SCRATCH = "HASH_SCRATCH"
+ENV_PACKAGE_README = "PACKAGE_README"
+ENV_PACKAGE_QUILTIGNORE = "PACKAGE_QUILTIGNORE"
+ENV_PACKAGE_SUMMARIZE = "PACKAGE_SUMMARIZE"
+ENV_PACKAGE_SUMMARIZE_CHART = "PACKAGE_SUMMARIZE_CHART"
+# Set by Lambda itself, not by the stack: named in the default README.
+ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+SUMMARIZE_OFF = "none"
 
 ENV_VARS: tuple[str, ...] = (
     ENV_WORKFLOW,
@@ -61,7 +70,13 @@ ENV_VARS: tuple[str, ...] = (
     ENV_HASHING_MODE,
     ENV_HASH_TYPE,
     ENV_HASH_SCRATCH,
+    ENV_PACKAGE_README,
+    ENV_PACKAGE_QUILTIGNORE,
+    ENV_PACKAGE_SUMMARIZE,
+    ENV_PACKAGE_SUMMARIZE_CHART,
 )
+# Everything from_env reads: the stack's variables and the one Lambda sets itself.
+SETTINGS_INPUTS: tuple[str, ...] = (*ENV_VARS, ENV_LAMBDA_FUNCTION_NAME)
 REQUIRED_ENV_VARS: tuple[str, ...] = (ENV_QUARANTINE_BUCKET, ENV_SNS_TOPIC_ARN, ENV_QUILT_URL)
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -90,7 +105,9 @@ class ConsumerSettings:
     message: str = DEFAULT_MESSAGE
     readme_text: str = DEFAULT_README
     quiltignore_text: str = DEFAULT_QUILTIGNORE
-    summarize: list[Any] | None = None
+    summarize: list[Any] | str | None = SUMMARIZE_AUTO
+    summarize_chart: str | None = None
+    function_name: str | None = None
     date_key: str | None = None
     gateway_max_attempts: int = DEFAULT_GATEWAY_MAX_ATTEMPTS
     hashing_mode: str = HASHING_S3_CHECKSUMS
@@ -131,8 +148,17 @@ class ConsumerSettings:
             json.dumps(self.default_metadata)
         except (TypeError, ValueError) as err:
             raise SettingsError(f"default_metadata is not JSON-serialisable: {err}") from err
-        if self.summarize is not None and not isinstance(self.summarize, list):
-            raise SettingsError("summarize must be a list (the content of quilt_summarize.json)")
+        if isinstance(self.summarize, str) and self.summarize != SUMMARIZE_AUTO:
+            _check_s3_uri(self.summarize, "summarize")
+        elif self.summarize is not None and not isinstance(self.summarize, list | str):
+            raise SettingsError(
+                "summarize must be a list (the content of quilt_summarize.json), "
+                f"{SUMMARIZE_AUTO!r}, an s3:// URI or None"
+            )
+        for name in ("readme_text", "quiltignore_text"):
+            value = getattr(self, name)
+            if is_s3_uri(value):
+                _check_s3_uri(value, name)
         if self.date_key is not None and not self.date_key.strip():
             object.__setattr__(self, "date_key", None)
         if self.gateway_max_attempts < 1:
@@ -184,6 +210,9 @@ class ConsumerSettings:
                 raise SettingsError(
                     f"{ENV_PACKAGE_METADATA} must be a JSON object, got {metadata_text!r}"
                 )
+        summarize: list[Any] | str | None = _summarize_from_env(
+            env.get(ENV_PACKAGE_SUMMARIZE, "").strip()
+        )
         arns = tuple(
             arn.strip() for arn in env.get(ENV_FILE_SHARE_ARNS, "").split(",") if arn.strip()
         )
@@ -201,6 +230,12 @@ class ConsumerSettings:
                 hashing_mode=env.get(ENV_HASHING_MODE, "").strip() or HASHING_S3_CHECKSUMS,
                 hash_type=env.get(ENV_HASH_TYPE, "").strip() or HASH_SHA256_CHUNKED,
                 hash_scratch=env.get(ENV_HASH_SCRATCH, "").strip() or None,
+                readme_text=env.get(ENV_PACKAGE_README, "").strip() or DEFAULT_README,
+                quiltignore_text=env.get(ENV_PACKAGE_QUILTIGNORE, "").strip()
+                or DEFAULT_QUILTIGNORE,
+                summarize=summarize,
+                summarize_chart=env.get(ENV_PACKAGE_SUMMARIZE_CHART, "").strip() or None,
+                function_name=env.get(ENV_LAMBDA_FUNCTION_NAME, "").strip() or None,
             )
         except SettingsError as err:
             raise SettingsError(f"invalid environment: {err}") from err
@@ -209,3 +244,30 @@ class ConsumerSettings:
 def _check_bucket(name: str, setting: str) -> None:
     if not _BUCKET_NAME.match(name) or ".." in name:
         raise SettingsError(f"{setting}: {name!r} is not a valid S3 bucket name")
+
+
+def _check_s3_uri(value: str, setting: str) -> None:
+    try:
+        split_s3_uri(value)
+    except ValueError as err:
+        raise SettingsError(f"{setting}: {err}") from err
+
+
+def _summarize_from_env(text: str) -> list[Any] | str | None:
+    """``PACKAGE_SUMMARIZE``: empty or ``auto``, ``none``, a JSON list, or an ``s3://`` URI."""
+    if text in ("", SUMMARIZE_AUTO):
+        return SUMMARIZE_AUTO
+    if text.lower() == SUMMARIZE_OFF:
+        return None
+    if is_s3_uri(text):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SettingsError(
+            f"{ENV_PACKAGE_SUMMARIZE} is not valid JSON ({err.msg}); expected "
+            f"{SUMMARIZE_AUTO!r}, {SUMMARIZE_OFF!r}, a JSON list or an s3:// URI"
+        ) from err
+    if not isinstance(value, list):
+        raise SettingsError(f"{ENV_PACKAGE_SUMMARIZE} must be a JSON list, got {text!r}")
+    return value

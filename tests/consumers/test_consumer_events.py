@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 from consumer_helpers import load_event
@@ -72,7 +73,8 @@ def test_prefix_without_trailing_slash_is_read_as_a_folder() -> None:
         ("[1, 2]", "expected a JSON object, got list"),
         ({"hello": "world"}, "not a package-objects-ready event"),
         ({"Records": []}, "non-empty list"),
-        ({"Records": [{"eventSource": "aws:s3"}]}, "neither an SQS record"),
+        ({"Records": [{"eventSource": "aws:s3"}]}, "this is an S3 object event"),
+        ({"Records": [{"eventSource": "aws:sqs"}]}, "neither an SQS record"),
         ({"version": "0.1", "bucket": "b-1"}, "missing required field 'prefix'"),
         ({"version": "0.1", "bucket": "", "prefix": "a/"}, "bucket: expected a non-empty string"),
         (
@@ -114,6 +116,35 @@ def test_wrong_detail_type_and_missing_field_fixtures() -> None:
         parse_ready_event(load_event("bad_object_created"))
     with pytest.raises(BadEventError, match="missing required field 'prefix'"):
         parse_ready_event(load_event("bad_missing_prefix"))
+
+
+EMITTER_EVENTS = pathlib.Path(__file__).resolve().parent.parent / "events"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["s3_notification_put.json", "eventbridge_object_created.json", "s3_test_event.json"],
+)
+def test_an_s3_object_event_sent_by_mistake_is_named_as_such(name: str) -> None:
+    event = json.loads((EMITTER_EVENTS / name).read_text(encoding="utf-8"))
+    with pytest.raises(
+        BadEventError, match="this is an S3 object event, not package-objects-ready"
+    ):
+        parse_ready_events(event)
+    in_sqs = {"Records": [{"eventSource": "aws:sqs", "messageId": "m", "body": json.dumps(event)}]}
+    with pytest.raises(BadEventError, match=r"Records\[0\]\.body.*this is an S3 object event"):
+        parse_ready_events(in_sqs)
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a": '])
+def test_json_nested_10000_deep_is_a_bad_event_not_a_recursion_error(opening: str) -> None:
+    closing = "]" if opening == "[" else "}"
+    deep = opening * 10_000 + "1" + closing * 10_000
+    with pytest.raises(BadEventError, match="nested too deeply"):
+        parse_ready_events(deep)
+    in_sqs = {"Records": [{"eventSource": "aws:sqs", "messageId": "m", "body": deep}]}
+    with pytest.raises(BadEventError, match="nested too deeply"):
+        parse_ready_events(in_sqs)
 
 
 def test_exactly_one_event_is_enforced() -> None:

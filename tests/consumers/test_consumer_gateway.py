@@ -90,3 +90,14 @@ def test_one_failing_share_does_not_stop_the_others(stubbed: tuple[Any, Stubber]
     )
     assert [r.ok for r in results] == [False, True]
     assert "ThrottlingException" in (results[0].error or "")
+
+
+def test_the_folder_refreshed_is_where_gateway_clients_read_the_files() -> None:
+    from consumers.gateway import folders_to_refresh
+
+    assert folders_to_refresh("instr/2024/run 1/", "instr/2024--run_1", copied=False) == [
+        "/instr/2024/run 1"
+    ]
+    assert folders_to_refresh("instr/2024/run 1/", "instr/2024--run_1", copied=True) == [
+        "/instr/2024--run_1"
+    ]

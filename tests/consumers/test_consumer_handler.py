@@ -130,3 +130,52 @@ def test_quilt_environment_is_lambda_safe_and_keeps_explicit_values() -> None:
         "XDG_DATA_HOME" not in outside_lambda
         and outside_lambda["QUILT_DISABLE_USAGE_METRICS"] == "true"
     )
+
+
+def outcome_lines(stdout: str) -> list[dict[str, Any]]:
+    """The consumer's structured outcome log lines (Powertools JSON) in ``stdout``."""
+    records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [record for record in records if record.get("message") == "package outcome"]
+
+
+@pytest.mark.usefixtures("lambda_env")
+def test_quilt3_prints_nothing_and_each_outcome_is_one_structured_line(
+    world: World, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import quilt3.data_transfer
+    import quilt3.util
+
+    from consumers import auto_package
+
+    # Powertools keeps the stream it was created with: point it at this test's stdout.
+    monkeypatch.setattr(auto_package.logger.registered_handler, "stream", sys.stdout)
+    # As if quilt3 had been imported before quilt_environment(): its bars are on.
+    monkeypatch.setattr(quilt3.util, "DISABLE_TQDM", False)
+    monkeypatch.setattr(quilt3.data_transfer, "DISABLE_TQDM", False, raising=False)
+    handler(fixture_for(world, "eventbridge_ready"), LambdaContext())
+    handler(fixture_for(world, "eventbridge_ready"), LambdaContext())
+    monkeypatch.setenv("PACKAGE_METADATA", json.dumps({"Author": "EDP"}))
+    handler(fixture_for(world, "eventbridge_ready"), LambdaContext())
+
+    captured = capfd.readouterr()
+    for text in ("Successfully pushed", "pushed to s3://", "Copying objects", "Hashing", "it/s"):
+        assert text not in captured.out and text not in captured.err
+    lines = outcome_lines(captured.out)
+    assert [line["outcome"]["status"] for line in lines] == ["pushed", "unchanged", "quarantined"]
+    assert all(line["level"] == "INFO" and line["batch_id"] for line in lines)
+
+
+@pytest.mark.usefixtures("lambda_env")
+def test_a_rejected_prefix_redelivered_through_sqs_is_handled_every_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PACKAGE_METADATA", json.dumps({"Author": "EDP"}))
+    event = fixture_for(world, "sqs_lambda_event")
+    event["Records"] = event["Records"][:2]  # the two good messages: the same prefix twice
+    results = [handler(event, LambdaContext()) for _ in range(3)]
+    assert results == [{"batchItemFailures": []}] * 3  # 6 deliveries, no failure
+    assert len(world.revisions("genome-lab/exp-0042", world.quarantine)) == 1
+    [alert] = world.alerts()
+    assert "quarantined" in alert["Subject"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,6 @@ from consumer_helpers import World
 
 from consumers.events import ReadyEvent
 from consumers.pipeline import package_prefix
-from consumers.settings import DEFAULT_README
 
 PREFIX = "genome-lab/exp-0042/"
 NAME = "genome-lab/exp-0042"
@@ -47,6 +47,8 @@ def test_good_event_pushes_a_package_with_entries_metadata_readme_and_quiltignor
             **FILES,
             ".quiltignore": ".DS_*\nscratch/\n",
             "metadata.json": json.dumps({"StudyID": "S-1"}),
+            "plots/counts.png": b"\x89PNG\r\n",
+            "summary.csv": "sample,reads\n1,2\n",
         },
     )
     settings = make_settings(default_metadata={**GOOD_META, "StudyID": "default"})
@@ -61,12 +63,22 @@ def test_good_event_pushes_a_package_with_entries_metadata_readme_and_quiltignor
         ".quiltignore",
         "README.md",
         "metadata.json",
+        "plots/counts.png",
+        "quilt_summarize.json",
         "reads/sample-1.fastq",
         "reads/sample-2.fastq",
         "run.log",
+        "summary.csv",
     ]
     assert package.meta == {**GOOD_META, "StudyID": "S-1"}  # metadata.json wins over defaults
-    assert package["README.md"].get_as_string() == DEFAULT_README
+    readme = package["README.md"].get_as_string()
+    assert readme.startswith(f"# {NAME}\n") and "${" not in readme
+    for fact in ("Event-Driven Packaging (EDP)", "`consumers.auto_package`", "`instrument`"):
+        assert fact in readme  # made by EDP, by which Lambda, validated by which workflow
+    assert f"`s3://{world.bucket}/{PREFIX}`" in readme
+    assert re.search(r" on \d{4}-\d{2}-\d{2}:", readme)  # on which date
+    summarize = json.loads(package["quilt_summarize.json"].get_as_string())
+    assert summarize == ["summary.csv", "plots/counts.png"]  # previewable, top level first
     assert package["run.log"].get_as_string() == FILES["run.log"]
     assert package[".quiltignore"].get_as_string() == ".DS_*\nscratch/\n"  # the prefix's own, kept
     assert package._meta["workflow"]["id"] == "instrument"
@@ -336,3 +348,185 @@ def test_an_emptied_prefix_writes_nothing(world: World, make_settings: Callable[
     assert outcome.status == "unchanged" and outcome.top_hash == first.top_hash
     assert "nothing to package" in outcome.message
     assert world.s3.list_objects_v2(Bucket=world.bucket, Prefix=PREFIX).get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("deliveries", [1, 2, 5])
+def test_a_rejected_prefix_delivered_again_is_quarantined_once_and_alerted_once(
+    world: World, make_settings: Callable[..., Any], deliveries: int
+) -> None:
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    settings = make_settings(default_metadata={"Author": "EDP"})  # the schema wants more
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX, batch_id="b-1")
+
+    outcomes = [package_prefix(event, settings) for _ in range(deliveries)]
+
+    assert [o.status for o in outcomes] == ["quarantined"] + ["unchanged"] * (deliveries - 1)
+    assert {o.registry for o in outcomes} == {world.quarantine}
+    assert {o.top_hash for o in outcomes} == {world.latest_top_hash(NAME, world.quarantine)}
+    assert all("is a required property" in o.message for o in outcomes)
+    assert len(world.revisions(NAME, world.quarantine)) == 1
+    [alert] = world.alerts()
+    assert alert["Subject"] == f"EDP: package {NAME} quarantined"
+    assert world.latest_top_hash(NAME) is None
+
+
+def test_a_rejected_prefix_that_grows_is_quarantined_again(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    """A rejected folder larger than the count threshold comes as two batches: two revisions."""
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    settings = make_settings(default_metadata={"Author": "EDP"})
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+    first = package_prefix(event, settings)
+    world.put(PREFIX, {"reads/sample-3.fastq": "@r3\nGGCC\n+\n!!!!\n"})
+    second = package_prefix(event, settings)
+    third = package_prefix(event, settings)
+
+    assert [first.status, second.status, third.status] == [
+        "quarantined",
+        "quarantined",
+        "unchanged",
+    ]
+    assert len(world.revisions(NAME, world.quarantine)) == 2
+    assert len(world.alerts()) == 2
+    assert "reads/sample-3.fastq" in browse(NAME, world.quarantine)
+
+
+def test_an_event_counting_files_in_an_empty_prefix_is_a_warning_with_its_count(
+    world: World, make_settings: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    world.install_workflow()
+    event = ReadyEvent(bucket=world.bucket, prefix="nobody/here/", count=7)
+
+    with caplog.at_level("INFO", logger="consumers.pipeline"):
+        outcome = package_prefix(event, make_settings(default_metadata=GOOD_META))
+
+    assert outcome.status == "unchanged" and outcome.top_hash is None
+    assert "the event counted 7 file(s)" in outcome.message
+    [record] = [r for r in caplog.records if r.getMessage() == "prefix empty"]
+    assert record.levelname == "WARNING" and record.__dict__["count"] == 7
+    assert world.s3.list_objects_v2(Bucket=world.bucket).get("KeyCount", 0) == len(
+        world.s3.list_objects_v2(Bucket=world.bucket, Prefix=".quilt/")["Contents"]
+    )
+
+
+def test_the_packaging_date_is_kept_when_the_same_prefix_comes_back_another_day(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    """With PACKAGE_DATE_KEY a redelivery after midnight (or the rejected prefix's) changes nothing."""
+    from datetime import UTC, datetime
+
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+    meta = {k: v for k, v in GOOD_META.items() if k != "Date"}
+    settings = make_settings(default_metadata=meta, date_key="Date")
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+
+    def on(day: int) -> Callable[[], datetime]:
+        return lambda: datetime(2024, 3, day, 12, tzinfo=UTC)
+
+    first = package_prefix(event, settings, clock=on(1))
+    again = package_prefix(event, settings, clock=on(2))
+    world.put(PREFIX, {"extra.csv": "a,b\n"})
+    changed = package_prefix(event, settings, clock=on(3))
+
+    assert [first.status, again.status, changed.status] == ["pushed", "unchanged", "pushed"]
+    assert browse(NAME, world.bucket).meta["Date"] == "2024-03-03"
+    rejected = make_settings(default_metadata={"Author": "EDP"}, date_key="Date")
+    other = ReadyEvent(bucket=world.bucket, prefix="genome-lab/exp-0043/")
+    world.put(other.prefix, FILES)
+    statuses = [package_prefix(other, rejected, clock=on(day)).status for day in (4, 5)]
+    assert statuses == ["quarantined", "unchanged"]
+
+
+def test_texts_from_s3_a_chart_and_a_readme_dated_like_the_latest_revision(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    """README, .quiltignore and quilt_summarize.json come from settings (here S3 URIs); with a
+    separate registry the README is generated each time, yet a later day's redelivery is
+    unchanged because it is compared on the latest revision's date."""
+    from datetime import UTC, datetime
+
+    registry = world.bucket.replace("instrument", "registry")
+    world.s3.create_bucket(Bucket=registry)
+    world.s3.put_bucket_versioning(Bucket=registry, VersioningConfiguration={"Status": "Enabled"})
+    world.install_workflow(registry)
+    texts = world.quarantine  # any bucket the consumer can read
+    world.s3.put_object(
+        Bucket=texts, Key="texts/README.md", Body=b"# ${package}\nPackaged ${date} by ${function}\n"
+    )
+    world.s3.put_object(Bucket=texts, Key="texts/quiltignore", Body=b"*.fastq\n.DS_*\n")
+    chart = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "mark": "bar"}
+    world.put(PREFIX, {**FILES, "reads.vl.json": json.dumps(chart), "counts.csv": "a\n1\n"})
+    settings = make_settings(
+        registry=registry,
+        default_metadata=GOOD_META,
+        readme_text=f"s3://{texts}/texts/README.md",
+        quiltignore_text=f"s3://{texts}/texts/quiltignore",
+        summarize_chart="reads.vl.json",
+        function_name="lab-packager",
+    )
+    event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
+
+    def on(day: int) -> Callable[[], datetime]:
+        return lambda: datetime(2024, 3, day, 12, tzinfo=UTC)
+
+    first = package_prefix(event, settings, clock=on(1))
+    again = package_prefix(event, settings, clock=on(2))
+    world.put(PREFIX, {"more.csv": "b\n2\n"})
+    changed = package_prefix(event, settings, clock=on(3))
+
+    assert [first.status, again.status, changed.status] == ["pushed", "unchanged", "pushed"]
+    package = browse(NAME, registry)
+    assert (
+        package["README.md"].get_as_string() == f"# {NAME}\nPackaged 2024-03-03 by lab-packager\n"
+    )
+    assert not [key for key, _ in package.walk() if key.endswith(".fastq")]  # S3 .quiltignore
+    assert json.loads(package["quilt_summarize.json"].get_as_string()) == [
+        {"path": "reads.vl.json", "title": "reads.vl"},
+        "counts.csv",
+        "more.csv",
+    ]
+    import quilt3
+
+    first_package = quilt3.Package.browse(
+        NAME, registry=f"s3://{registry}", top_hash=first.top_hash
+    )
+    assert "Packaged 2024-03-01" in first_package["README.md"].get_as_string()
+
+
+def test_file_gateway_refresh_names_the_registrys_copy_when_files_are_copied(
+    world: World, make_settings: Callable[..., Any]
+) -> None:
+    """A share on the registry bucket sees the copies under <name>/, not the source prefix."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from consumers.clients import Clients
+
+    registry = world.bucket.replace("instrument", "registry")
+    world.s3.create_bucket(Bucket=registry)
+    world.install_workflow(registry)
+    world.put(PREFIX, FILES)
+    gateway = boto3.client("storagegateway")
+    settings = make_settings(
+        registry=registry, default_metadata=GOOD_META, file_share_arns=(SHARE,)
+    )
+    with Stubber(gateway) as stubber:
+        stubber.add_response(
+            "refresh_cache",
+            {"FileShareARN": SHARE, "NotificationId": "n-2"},
+            {"FileShareARN": SHARE, "FolderList": ["/lab/exp-0042"], "Recursive": True},
+        )
+        outcome = package_prefix(
+            ReadyEvent(bucket=world.bucket, prefix=PREFIX),
+            settings,
+            clients=Clients(storagegateway=gateway),
+            name_for=lambda prefix: "lab/" + prefix.split("/")[1],
+        )
+        stubber.assert_no_pending_responses()
+    assert outcome.status == "pushed" and world.alerts() == []
+    listed = world.s3.list_objects_v2(Bucket=registry, Prefix="lab/exp-0042/")["Contents"]
+    assert "lab/exp-0042/run.log" in {item["Key"] for item in listed}  # what the share shows

@@ -112,3 +112,49 @@ def test_settings_are_frozen() -> None:
     settings = ConsumerSettings.from_env(ENV)
     with pytest.raises(AttributeError):
         settings.workflow = "other"  # type: ignore[misc]
+
+
+def test_the_added_files_are_settings_inline_or_s3_with_edps_example_as_defaults() -> None:
+    from consumers.extras import SUMMARIZE_AUTO
+    from consumers.settings import DEFAULT_QUILTIGNORE, DEFAULT_README
+
+    default = ConsumerSettings.from_env({**ENV, "AWS_LAMBDA_FUNCTION_NAME": "lab-packager"})
+    assert (default.readme_text, default.quiltignore_text) == (DEFAULT_README, DEFAULT_QUILTIGNORE)
+    assert default.summarize == SUMMARIZE_AUTO and default.summarize_chart is None
+    assert default.function_name == "lab-packager"
+    for text in (".DS_*", "Icon", "._*", ".TemporaryItems", ".Trashes", ".VolumeIcon.icns"):
+        assert text in DEFAULT_QUILTIGNORE.splitlines()  # EDP's documented ignore list
+    for placeholder in ("${date}", "${function}", "${workflow}"):
+        assert placeholder in DEFAULT_README
+
+    custom = ConsumerSettings.from_env(
+        {
+            **ENV,
+            "PACKAGE_README": "s3://lab-texts/readme.md",
+            "PACKAGE_QUILTIGNORE": "*.tmp",
+            "PACKAGE_SUMMARIZE": '["a.csv", {"path": "chart.json", "title": "Counts"}]',
+            "PACKAGE_SUMMARIZE_CHART": "chart.vl.json",
+        }
+    )
+    assert custom.readme_text == "s3://lab-texts/readme.md"
+    assert custom.quiltignore_text == "*.tmp"
+    assert custom.summarize == ["a.csv", {"path": "chart.json", "title": "Counts"}]
+    assert custom.summarize_chart == "chart.vl.json"
+    assert ConsumerSettings.from_env({**ENV, "PACKAGE_SUMMARIZE": "none"}).summarize is None
+    from_s3 = ConsumerSettings.from_env({**ENV, "PACKAGE_SUMMARIZE": "s3://lab-texts/s.json"})
+    assert from_s3.summarize == "s3://lab-texts/s.json"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"PACKAGE_SUMMARIZE": "{bad"}, "PACKAGE_SUMMARIZE is not valid JSON"),
+        ({"PACKAGE_SUMMARIZE": '{"a": 1}'}, "PACKAGE_SUMMARIZE must be a JSON list"),
+        ({"PACKAGE_SUMMARIZE": "s3://bucket-only"}, "summarize: 's3://bucket-only' is not"),
+        ({"PACKAGE_README": "s3://texts/folder/"}, "readme_text: 's3://texts/folder/' is not"),
+        ({"PACKAGE_QUILTIGNORE": "s3:///key"}, "quiltignore_text: 's3:///key' is not"),
+    ],
+)
+def test_bad_added_file_settings_name_the_setting(changes: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        ConsumerSettings.from_env({**ENV, **changes})

@@ -31,6 +31,9 @@ PARAMETERS = {
     "FileShareArns": FILE_SHARE,
     "PackageMetadata": '{"Author": "EDP"}',
     "HashScratch": "edp-scratch/tmp/",
+    "PackageReadme": "s3://lab-texts/edp/README.md",
+    "PackageSummarizeChart": "charts/reads.vl.json",
+    "PackageTextsBucket": "lab-texts",
 }
 
 
@@ -82,7 +85,15 @@ def test_lambda_runs_the_reference_consumer_with_its_environment(stack: Deployed
     assert env["FILE_SHARE_ARNS"] == FILE_SHARE
     assert json.loads(env["PACKAGE_METADATA"]) == {"Author": "EDP"}
     # Optional settings left empty are not set at all, so the library's defaults apply.
-    assert not {"WORKFLOW_NAME", "PACKAGE_MESSAGE", "PACKAGE_DATE_KEY"} & set(env)
+    assert not {
+        "WORKFLOW_NAME",
+        "PACKAGE_MESSAGE",
+        "PACKAGE_DATE_KEY",
+        "PACKAGE_QUILTIGNORE",
+        "PACKAGE_SUMMARIZE",
+    } & set(env)
+    assert env["PACKAGE_README"] == "s3://lab-texts/edp/README.md"
+    assert env["PACKAGE_SUMMARIZE_CHART"] == "charts/reads.vl.json"
     assert env["POWERTOOLS_SERVICE_NAME"] == STACK
     assert (env["HASHING_MODE"], env["HASH_TYPE"], env["HASH_SCRATCH"]) == (
         "s3-checksums",
@@ -98,6 +109,8 @@ def test_the_settings_the_lambda_gets_are_valid(stack: Deployed) -> None:
     assert settings.quarantine_bucket == "instrument-quarantine"
     assert settings.file_share_arns == (FILE_SHARE,)
     assert (settings.hashing_mode, settings.hash_scratch) == ("s3-checksums", "edp-scratch/tmp/")
+    assert settings.readme_text == "s3://lab-texts/edp/README.md"
+    assert (settings.summarize, settings.summarize_chart) == ("auto", "charts/reads.vl.json")
 
 
 def _dead_letter_queue_arn(stack: Deployed) -> str:
@@ -169,6 +182,7 @@ def test_role_grants_alerts_dead_letters_and_file_share_refresh(stack: Deployed)
     assert found["SendAlerts"]["Resource"] == stack.result.outputs["AlertTopicArn"]
     assert found["DeadLetterFailedInvocations"]["Resource"] == _dead_letter_queue_arn(stack)
     assert found["RefreshFileShares"]["Resource"] == [FILE_SHARE]
+    assert found["ReadPackageTexts"]["Resource"] == "arn:aws:s3:::lab-texts/*"
     # With a registry of its own, the Lambda may not write into the watched bucket.
     assert found["WritePackages"]["Resource"] == [
         "arn:aws:s3:::instrument-packages/*",
@@ -195,7 +209,7 @@ def test_command_line_deploys_a_stack_and_prints_its_outputs(
     stack: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A second stack in the module's mocked account, which already holds the bus.
-    parameters = {**PARAMETERS, "Registry": "", "FileShareArns": ""}
+    parameters = {**PARAMETERS, "Registry": "", "FileShareArns": "", "PackageTextsBucket": ""}
     status = main(
         [
             "consumer",
@@ -220,4 +234,4 @@ def test_command_line_deploys_a_stack_and_prints_its_outputs(
     resources = boto3.client("cloudformation").list_stack_resources(StackName="edp-consumer-cli")
     logical_ids = {r.get("LogicalResourceId") for r in resources["StackResourceSummaries"]}
     assert "Function" in logical_ids
-    assert "RefreshFileSharesPolicy" not in logical_ids
+    assert not {"RefreshFileSharesPolicy", "ReadPackageTextsPolicy"} & logical_ids

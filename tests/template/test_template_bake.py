@@ -115,6 +115,37 @@ def test_the_template_routes_ready_events_from_the_bus_to_the_lambda_with_a_dlq(
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_template_refreshes_file_shares_and_subscribes_an_alert_email_like_the_reference(
+    variant: str, baked: Baker
+) -> None:
+    from consumers.settings import ENV_FILE_SHARE_ARNS, ENV_PACKAGE_DATE_KEY
+
+    project = baked(variant)
+    template = yaml.load((project / "template.yaml").read_text(encoding="utf-8"), CfnLoader)
+    resources = template["Resources"]
+    env = resources["ConsumerFunction"]["Properties"]["Environment"]["Variables"]
+    policy = resources["RefreshFileSharesPolicy"]
+    subscription = resources["AlertEmailSubscription"]
+
+    assert env[ENV_FILE_SHARE_ARNS] == {"Ref": "FileShareArns"}
+    assert env[ENV_PACKAGE_DATE_KEY] == {"Ref": "PackageDateKey"}
+    assert template["Parameters"]["PackageDateKey"]["Default"] == "Date"  # the workflow wants it
+    assert template["Parameters"]["FileShareArns"]["Default"] == ""
+    assert template["Conditions"]["HasFileShares"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "FileShareArns"}, ""]}]
+    }
+    assert policy["Condition"] == "HasFileShares"
+    assert policy["Properties"]["Roles"] == [{"Ref": "ConsumerFunctionRole"}]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "storagegateway:RefreshCache"
+    assert statement["Resource"] == {"Fn::Split": [",", {"Ref": "FileShareArns"}]}
+    assert subscription["Condition"] == "HasAlertEmail"
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlertEmail"}
+    assert subscription["Properties"]["TopicArn"] == env["SNS_TOPIC_ARN"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_the_template_passes_cfn_lint_without_errors_or_warnings(
     variant: str, baked: Baker
 ) -> None:
@@ -142,7 +173,9 @@ def test_the_generated_code_passes_ruff(variant: str, baked: Baker) -> None:
 def test_the_generated_tests_pass_right_after_generation(variant: str, baked: Baker) -> None:
     project = baked(variant)
 
-    result = run(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    result = run(project, sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider")
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout
+    # The loop closes in the generated project too: its own writes coming back are unchanged.
+    assert "PASSED tests/test_handler.py::test_the_consumers_own_files_coming_back" in result.stdout

@@ -18,8 +18,10 @@ import pytest
 from consumers.testing.aws import put_objects
 
 EVENTS_DIR = Path(__file__).parent / "events"
-# What the stack's PackageMetadata parameter sets in a deployment (template.yaml).
+# What the stack's PackageMetadata and PackageDateKey parameters set in a deployment
+# (template.yaml): the instrument workflow's fixed fields, and the key of the packaging date.
 PACKAGE_METADATA = '{"ProjectID": "P-0001", "StudyID": "ST-2024-001"}'
+PACKAGE_DATE_KEY = "Date"
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,10 @@ def load_event() -> Callable[[str], dict[str, Any]]:
 @pytest.fixture
 def lambda_env(consumer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The deployed Lambda's environment: the kit's ``consumer_env`` plus this stack's defaults."""
-    monkeypatch.setenv("PACKAGE_METADATA", PACKAGE_METADATA)
-    return {**consumer_env, "PACKAGE_METADATA": PACKAGE_METADATA}
+    stack = {"PACKAGE_METADATA": PACKAGE_METADATA, "PACKAGE_DATE_KEY": PACKAGE_DATE_KEY}
+    for name, value in stack.items():
+        monkeypatch.setenv(name, value)
+    return {**consumer_env, **stack}
 
 
 @pytest.fixture

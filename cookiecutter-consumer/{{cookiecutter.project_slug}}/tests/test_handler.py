@@ -9,7 +9,7 @@ import pytest
 import quilt3
 from consumers.errors import BadEventError
 from consumers.testing import FakeLambdaContext, package_objects_ready, s3_object_event
-from consumers.testing.aws import SnsReader
+from consumers.testing.aws import SnsReader, list_keys
 
 from {{ cookiecutter.package_name }}.handler import handler
 
@@ -47,6 +47,41 @@ def test_a_second_delivery_of_the_same_batch_changes_nothing(
     assert first["status"] == "pushed"
     assert again["status"] == "unchanged"
     assert again["top_hash"] == first["top_hash"]
+
+
+def written_by_the_consumer(bucket: str, experiment: Any) -> set[str]:
+    """Keys of the experiment's prefix that the instrument did not write."""
+    instrument = {experiment.prefix + name for name in experiment.files}
+    return set(list_keys(bucket, experiment.prefix)) - instrument
+
+
+def test_the_consumers_own_files_coming_back_as_a_batch_change_nothing(
+    lambda_env: dict[str, str],
+    registry_bucket: str,
+    experiment: Any,
+    lambda_context: FakeLambdaContext,
+) -> None:
+    """The loop closes: README.md and .quiltignore land in the prefix, the emitter reports
+    them as a new batch (another id, count and day), and the package is the same."""
+    first = handler(package_objects_ready(registry_bucket, experiment.prefix), lambda_context)
+    written = written_by_the_consumer(registry_bucket, experiment)
+    assert written == {experiment.prefix + "README.md", experiment.prefix + ".quiltignore"}
+    loop_back = package_objects_ready(
+        registry_bucket,
+        experiment.prefix,
+        count=len(written),
+        trigger="duration",
+        batch_id="the-consumers-own-writes",
+        first_event_time="2099-01-02T00:00:01Z",
+        last_event_time="2099-01-02T00:00:02Z",
+    )
+
+    again = handler(loop_back, lambda_context)["packages"][0]
+
+    pushed = first["packages"][0]
+    assert pushed["status"] == "pushed"
+    assert (again["status"], again["top_hash"]) == ("unchanged", pushed["top_hash"])
+    assert written_by_the_consumer(registry_bucket, experiment) == written  # no new batch
 
 
 def test_a_package_the_workflow_rejects_is_quarantined_and_announced(

@@ -4,12 +4,20 @@ Pure: it sees only the event, never AWS, so it is tested without moto. The
 keys returned here are layered over ``PACKAGE_METADATA`` (the Lambda's fixed
 defaults, e.g. ProjectID and StudyID); a ``metadata.json`` file inside the
 prefix overrides both. The fields below fit the EDP toolkit's example
-``instrument`` workflow; change them to fit your registry's workflow.
+``instrument`` workflow; change them to fit your registry's workflow. Its
+required ``Date`` is added by the library (``PACKAGE_DATE_KEY``, the stack's
+``PackageDateKey``): the packaging date, kept while the package is unchanged.
+
+Return only what describes the *files*, never what describes one delivery
+(``batch_id``, ``count``, ``trigger``, event times). The consumer's own
+``README.md`` and ``.quiltignore`` land in the prefix and come back as a new
+batch; with the same files and the same metadata the package is ``unchanged``
+and the loop stops there. Metadata that differs per batch would make a new
+revision for every batch instead.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from consumers.events import ReadyEvent
@@ -19,30 +27,13 @@ AUTHOR = "EDP"
 
 def package_metadata(event: ReadyEvent) -> dict[str, Any]:
     """The metadata for the package made from ``event``'s prefix."""
-    metadata: dict[str, Any] = {
+    return {
         "Author": AUTHOR,
         "ComputerName": instrument_of(event.prefix),
-        "edp": {
-            "source": event.s3_url,
-            "batch_id": event.batch_id,
-            "trigger": event.trigger,
-            "count": event.count,
-        },
+        "edp": {"source": event.s3_url},
     }
-    date = run_date(event)
-    if date is not None:
-        metadata["Date"] = date
-    return metadata
 
 
 def instrument_of(prefix: str) -> str:
     """The first folder of the prefix: where the instrument writes, e.g. ``seq-01``."""
     return next((segment for segment in prefix.split("/") if segment), prefix)
-
-
-def run_date(event: ReadyEvent) -> str | None:
-    """The day (YYYY-MM-DD, UTC) the batch's first file arrived, when the event says it."""
-    moment = event.first_event_time or event.last_event_time
-    if moment is None:
-        return None
-    return datetime.fromisoformat(moment.replace("Z", "+00:00")).date().isoformat()
