@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,7 +59,10 @@ SCRATCH_PREFIX = (
 COPY_OBJECT_MAX_SIZE = 5 * 1024**3  # CopyObject's limit; larger objects go through UploadPartCopy
 HASH_CONCURRENCY = 32  # objects hashed at once; the consumer's S3 client pool is sized to match
 READ_CHUNK = 1024 * 1024  # bytes read per call when falling back to reading
-MAX_PARTS_LISTED = 10_000  # S3's multipart limit: GetObjectAttributes lists every part
+MAX_PARTS_LISTED = 10_000
+DELETE_OBJECTS_MAX_KEYS = (
+    1000  # DeleteObjects API limit  # S3's multipart limit: GetObjectAttributes lists every part
+)
 # Source errors that mean the object changed under us: retry the event rather than fall back.
 SOURCE_GONE = frozenset({"NoSuchKey", "NoSuchVersion", "PreconditionFailed", "412", "404"})
 
@@ -120,6 +124,18 @@ def hash_from_checksum(
     if checksum_type == "COMPOSITE" and part_sizes == chunk_sizes(size):
         return {"type": SHA256_CHUNKED, "value": value}
     return None
+
+
+def may_map(checksum_algorithms: tuple[str, ...] | None, hash_type: str) -> bool:
+    """Whether an object whose listing reports ``checksum_algorithms`` may have a usable checksum.
+
+    ``None`` (the listing said nothing) may; a listed CRC32 alone may not: no request is spent
+    asking for its attributes.
+    """
+    if checksum_algorithms is None:
+        return True
+    usable = {"SHA256", "CRC64NVME"} if hash_type == CRC64NVME else {"SHA256"}
+    return bool(usable & set(checksum_algorithms))
 
 
 def combine_part_checksums(hash_type: str, parts: list[tuple[str, int]]) -> dict[str, str]:
@@ -243,6 +259,10 @@ class S3Hasher:
         self.concurrency = concurrency
         self.copy_limit = copy_limit
         self._parts_pool: ThreadPoolExecutor | None = None
+        # Scratch copies to delete once the package's objects are hashed, in DeleteObjects
+        # batches (one request per 1,000 copies instead of one each); None: delete at once.
+        self._to_delete: list[tuple[str, str, str | None]] | None = None
+        self._to_delete_lock = threading.Lock()
 
     # one call per package ------------------------------------------------------------------
 
@@ -261,6 +281,7 @@ class S3Hasher:
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="edp-hash-part") as parts,
         ):
             self._parts_pool = parts
+            self._to_delete = []
             try:
                 futures = {
                     logical_key: pool.submit(self.hash_object, bucket, obj)
@@ -272,6 +293,8 @@ class S3Hasher:
                     _count(report, result, logical_key)
             finally:
                 self._parts_pool = None
+                to_delete, self._to_delete = self._to_delete, None
+                self._delete_scratch_batch(to_delete)
         if report.read:
             logger.warning(
                 "hashed by reading bytes",
@@ -289,7 +312,11 @@ class S3Hasher:
             return _Result(empty_hash(self.hash_type), "empty")
         if self.mode == MODE_READ_BYTES:
             return self._read(bucket, obj, reason="hashing mode read-bytes")
-        own = self._own_checksum(bucket, obj)
+        own = (
+            self._own_checksum(bucket, obj)
+            if may_map(obj.checksum_algorithms, self.hash_type)
+            else None
+        )
         if own is not None:
             return _Result(own, "checksum")
         try:
@@ -479,18 +506,39 @@ class S3Hasher:
     def _delete_scratch(
         self, scratch_bucket: str, scratch_key: str, version_id: str | None
     ) -> None:
-        kwargs: dict[str, Any] = {"Bucket": scratch_bucket, "Key": scratch_key}
-        if version_id:
-            kwargs["VersionId"] = (
-                version_id  # remove the version itself, not behind a delete marker
-            )
-        try:
-            self.s3.delete_object(**kwargs)
-        except (ClientError, BotoCoreError) as err:
-            logger.warning(
-                "scratch copy not deleted",
-                extra={"bucket": scratch_bucket, "key": scratch_key, "error": str(err)},
-            )
+        """Delete a scratch copy (its version, so no delete marker is left), now or in a batch."""
+        with self._to_delete_lock:
+            if self._to_delete is not None:
+                self._to_delete.append((scratch_bucket, scratch_key, version_id))
+                return
+        self._delete_scratch_batch([(scratch_bucket, scratch_key, version_id)])
+
+    def _delete_scratch_batch(self, copies: list[tuple[str, str, str | None]]) -> None:
+        by_bucket: dict[str, list[dict[str, str]]] = {}
+        for scratch_bucket, scratch_key, version_id in copies:
+            target = {"Key": scratch_key}
+            if version_id:
+                target["VersionId"] = version_id
+            by_bucket.setdefault(scratch_bucket, []).append(target)
+        for scratch_bucket, targets in by_bucket.items():
+            for start in range(0, len(targets), DELETE_OBJECTS_MAX_KEYS):
+                batch = targets[start : start + DELETE_OBJECTS_MAX_KEYS]
+                try:
+                    response = self.s3.delete_objects(
+                        Bucket=scratch_bucket, Delete={"Objects": batch, "Quiet": True}
+                    )
+                    errors = response.get("Errors", [])
+                except (ClientError, BotoCoreError) as err:
+                    errors = [{"Key": target["Key"], "Message": str(err)} for target in batch]
+                if errors:
+                    logger.warning(
+                        "scratch copies not deleted",
+                        extra={
+                            "bucket": scratch_bucket,
+                            "count": len(errors),
+                            "first": f"{errors[0].get('Key')}: {errors[0].get('Message')}",
+                        },
+                    )
 
     def _abort(self, scratch_bucket: str, scratch_key: str, upload_id: str) -> None:
         try:

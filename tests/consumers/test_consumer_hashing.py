@@ -29,6 +29,7 @@ from consumers.hashing import (
     chunk_sizes,
     combine_part_checksums,
     hash_from_checksum,
+    may_map,
     uses_copy_object,
 )
 from consumers.listing import ObjectVersion
@@ -386,3 +387,76 @@ def test_an_object_changed_during_the_copy_is_retried_not_read(
 
     with pytest.raises(PackagingError, match="changed while it was being packaged"):
         S3Hasher(client).hash_object(BUCKET, obj(1000))
+
+
+@pytest.mark.parametrize(
+    ("algorithms", "hash_type", "expected"),
+    [
+        (None, SHA256_CHUNKED, True),  # the listing said nothing (moto): ask
+        (("CRC32",), SHA256_CHUNKED, False),
+        (("CRC64NVME",), SHA256_CHUNKED, False),  # not used for sha2-256-chunked
+        (("CRC64NVME",), CRC64NVME, True),
+        (("SHA256",), SHA256_CHUNKED, True),
+        (("SHA256",), CRC64NVME, True),
+        ((), CRC64NVME, False),
+    ],
+)
+def test_the_listing_tells_which_objects_are_worth_an_attributes_request(
+    algorithms: tuple[str, ...] | None, hash_type: str, expected: bool
+) -> None:
+    assert may_map(algorithms, hash_type) is expected
+
+
+def test_listed_checksum_algorithms_reach_the_object_versions(
+    stubbed: tuple[Any, Stubber],
+) -> None:
+    from consumers.listing import list_current_objects
+
+    client, stubber = stubbed
+    version = {"Key": "run/a", "VersionId": "v1", "IsLatest": True, "Size": 3, "ETag": ETAG}
+    stubber.add_response(
+        "list_object_versions",
+        {
+            "Versions": [
+                {**version, "ChecksumAlgorithm": ["CRC32"]},
+                {**version, "Key": "run/b"},
+            ]
+        },
+        {"Bucket": BUCKET, "Prefix": "run/"},
+    )
+    listed = list_current_objects(client, BUCKET, "run/")
+    assert [o.checksum_algorithms for o in listed] == [("CRC32",), None]
+
+
+def test_an_object_listed_with_only_crc32_is_copied_without_asking_its_attributes(
+    stubbed: tuple[Any, Stubber],
+) -> None:
+    client, stubber = stubbed
+    data = payload(5000)
+    listed = ObjectVersion(
+        "run/reads.bam", VERSION, len(data), ETAG, checksum_algorithms=("CRC32",)
+    )
+    stubber.add_response(
+        "copy_object",
+        {"CopyObjectResult": {"ChecksumSHA256": sha256_b64(data)}, "VersionId": "scratch-v1"},
+        {
+            "Bucket": BUCKET,
+            "Key": ANY,
+            "CopySource": {"Bucket": BUCKET, "Key": "run/reads.bam", "VersionId": VERSION},
+            "CopySourceIfMatch": ETAG,
+            "ChecksumAlgorithm": "SHA256",
+            "TaggingDirective": "REPLACE",
+        },
+    )
+    stubber.add_response(
+        "delete_objects",
+        {},
+        {
+            "Bucket": BUCKET,
+            "Delete": {"Objects": [{"Key": ANY, "VersionId": "scratch-v1"}], "Quiet": True},
+        },
+    )
+
+    result = S3Hasher(client).hash_object(BUCKET, listed)
+
+    assert (result.method, result.hash) == ("copy", quilt_hash(data, SHA256_CHUNKED))
