@@ -234,7 +234,9 @@ class _Result:
 class S3Hasher:
     """Gets quilt3 hashes of S3 object versions from S3 (see the module docstring).
 
-    ``s3`` is a boto3 client (thread-safe; its pool should allow ``concurrency`` connections).
+    ``s3`` is a boto3 client (thread-safe). ``concurrency`` (objects at once, and parts of
+    multipart copies at once) defaults to ``HASH_CONCURRENCY`` capped by the client's connection
+    pool, so threads never queue for connections (the reference Lambda's client has 64).
     ``copy_limit`` is CopyObject's size limit (lowered in tests to exercise the multipart path).
     """
 
@@ -245,7 +247,7 @@ class S3Hasher:
         hash_type: str = DEFAULT_HASH_TYPE,
         mode: str = MODE_S3_CHECKSUMS,
         scratch: Scratch | None = None,
-        concurrency: int = HASH_CONCURRENCY,
+        concurrency: int | None = None,
         copy_limit: int = COPY_OBJECT_MAX_SIZE,
     ) -> None:
         if hash_type not in HASH_TYPES:
@@ -256,7 +258,7 @@ class S3Hasher:
         self.hash_type = hash_type
         self.mode = mode
         self.scratch = scratch or Scratch()
-        self.concurrency = concurrency
+        self.concurrency = concurrency or min(HASH_CONCURRENCY, _pool_size(s3))
         self.copy_limit = copy_limit
         self._parts_pool: ThreadPoolExecutor | None = None
         # Scratch copies to delete once the package's objects are hashed, in DeleteObjects
@@ -594,6 +596,13 @@ def _count(report: HashReport, result: _Result, logical_key: str) -> None:
         report.read += 1
         report.bytes_read += result.bytes_read
         report.fallback_reasons[logical_key] = result.reason
+
+
+def _pool_size(s3: Any) -> int:
+    """The connection pool of a boto3 client (botocore's default is 10)."""
+    config = getattr(getattr(s3, "meta", None), "config", None)
+    size = getattr(config, "max_pool_connections", None)
+    return size if isinstance(size, int) and size > 0 else 10
 
 
 def _source(bucket: str, obj: ObjectVersion) -> dict[str, str]:
