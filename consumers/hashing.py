@@ -278,25 +278,28 @@ class S3Hasher:
             return hashes, report
         # Largest first: the long multipart copies start early instead of trailing at the end.
         ordered = sorted(objects.items(), key=lambda item: item[1].size, reverse=True)
-        with (
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="edp-hash") as pool,
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="edp-hash-part") as parts,
-        ):
-            self._parts_pool = parts
-            self._to_delete = []
-            try:
-                futures = {
-                    logical_key: pool.submit(self.hash_object, bucket, obj)
-                    for logical_key, obj in ordered
-                }
-                for logical_key, future in futures.items():
-                    result = future.result()
-                    hashes[logical_key] = result.hash
-                    _count(report, result, logical_key)
-            finally:
-                self._parts_pool = None
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="edp-hash")
+        parts = ThreadPoolExecutor(self.concurrency, thread_name_prefix="edp-hash-part")
+        self._parts_pool = parts
+        self._to_delete = []
+        try:
+            futures = {
+                logical_key: pool.submit(self.hash_object, bucket, obj)
+                for logical_key, obj in ordered
+            }
+            for logical_key, future in futures.items():
+                result = future.result()
+                hashes[logical_key] = result.hash
+                _count(report, result, logical_key)
+        finally:
+            # On a failure the objects not started yet are dropped; the running ones finish,
+            # so every scratch copy made is known before the batch delete.
+            pool.shutdown(wait=True, cancel_futures=True)
+            parts.shutdown(wait=True)
+            self._parts_pool = None
+            with self._to_delete_lock:
                 to_delete, self._to_delete = self._to_delete, None
-                self._delete_scratch_batch(to_delete)
+            self._delete_scratch_batch(to_delete or [])
         if report.read:
             logger.warning(
                 "hashed by reading bytes",

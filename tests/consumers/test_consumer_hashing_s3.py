@@ -367,3 +367,24 @@ def test_crc64nvme_into_a_separate_registry_redelivers_without_copying_again(
     assert package_prefix(event, settings, clients=Clients(s3=again.client)).status == "unchanged"
     assert len(world.s3.list_object_versions(Bucket=registry)["Versions"]) == versions_before
     assert not any(again.calls[call] for call in COPY_CALLS)
+
+
+def test_an_object_gone_mid_package_fails_the_event_and_leaves_no_scratch_copy(
+    world: World,
+) -> None:
+    from consumers.errors import PackagingError
+
+    put_mixed_prefix(world)
+    objects = {
+        obj.key[len(PREFIX) :]: obj for obj in list_current_objects(world.s3, world.bucket, PREFIX)
+    }
+    # A version deleted after the listing: S3 answers NoSuchVersion.
+    gone = objects["none.bin"]
+    world.s3.delete_object(Bucket=world.bucket, Key=gone.key, VersionId=gone.version_id)
+
+    with pytest.raises(PackagingError, match=r"none\.bin changed while it was being packaged"):
+        S3Hasher(world.s3).hash_objects(world.bucket, objects)
+
+    scratch = world.s3.list_object_versions(Bucket=world.bucket, Prefix=SCRATCH_PREFIX)
+    assert scratch.get("Versions", []) == [] and scratch.get("DeleteMarkers", []) == []
+    assert world.s3.list_multipart_uploads(Bucket=world.bucket).get("Uploads", []) == []
