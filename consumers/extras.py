@@ -22,7 +22,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from consumers.errors import PackagingError
 
 README = "README.md"
-QUILTIGNORE = ".quiltignore"
 SUMMARIZE_FILE = "quilt_summarize.json"
 SUMMARIZE_AUTO = "auto"
 # File types the Quilt catalog previews. Vega-Lite specs are JSON, so they are included too.
