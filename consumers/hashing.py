@@ -375,7 +375,7 @@ class S3Hasher:
             Bucket=scratch_bucket,
             Key=scratch_key,
             CopySource=_source(bucket, obj),
-            CopySourceIfMatch=obj.etag,
+            **_if_match(obj),
             ChecksumAlgorithm=algorithm,
             TaggingDirective="REPLACE",  # no tags: no s3:PutObjectTagging on the scratch prefix
         )
@@ -460,7 +460,7 @@ class S3Hasher:
                 PartNumber=number,
                 CopySource=_source(bucket, obj),
                 CopySourceRange=f"bytes={start}-{start + size - 1}",
-                CopySourceIfMatch=obj.etag,
+                **_if_match(obj),
             )
             part: dict[str, Any] = response["CopyPartResult"]
             return part
@@ -599,6 +599,11 @@ def _count(report: HashReport, result: _Result, logical_key: str) -> None:
         report.read += 1
         report.bytes_read += result.bytes_read
         report.fallback_reasons[logical_key] = result.reason
+
+
+def _if_match(obj: ObjectVersion) -> dict[str, str]:
+    """Copy only the bytes that were listed: a changed object fails with PreconditionFailed."""
+    return {"CopySourceIfMatch": obj.etag} if obj.etag else {}
 
 
 def _pool_size(s3: Any) -> int:
