@@ -355,7 +355,10 @@ class S3Hasher:
             and all("Size" in p for p in listed)
         ):
             part_sizes = [int(p["Size"]) for p in sorted(listed, key=lambda p: p["PartNumber"])]
-        return hash_from_checksum(attributes.get("Checksum"), part_sizes, obj.size, self.hash_type)
+        checksum = dict(attributes.get("Checksum") or {})
+        if parts.get("TotalPartsCount") and "ChecksumType" not in checksum:
+            checksum["ChecksumType"] = "COMPOSITE"  # uploaded in parts: never a full-object SHA-256
+        return hash_from_checksum(checksum, part_sizes, obj.size, self.hash_type)
 
     # 2. S3 computes it on a scratch copy --------------------------------------------------
 

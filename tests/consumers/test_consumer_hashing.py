@@ -460,3 +460,42 @@ def test_an_object_listed_with_only_crc32_is_copied_without_asking_its_attribute
     result = S3Hasher(client).hash_object(BUCKET, listed)
 
     assert (result.method, result.hash) == ("copy", quilt_hash(data, SHA256_CHUNKED))
+
+
+def test_a_multipart_sha256_without_a_checksum_type_is_not_taken_for_a_full_object_one(
+    stubbed: tuple[Any, Stubber],
+) -> None:
+    """Two parts (5 MiB + 2 MiB) of a 7 MiB object: one quilt3 chunk, but the composite value
+    is not quilt3's single-chunk hash. Without ChecksumType (older answers), the part count
+    alone must keep it from being read as a full-object SHA-256: S3 computes the hash instead."""
+    client, stubber = stubbed
+    data = payload(7 * MiB)
+    sizes = [5 * MiB, 2 * MiB]
+    expect_attributes(
+        stubber,
+        {
+            "Checksum": {"ChecksumSHA256": composite(data, sizes)[:-2]},
+            "ObjectParts": {"TotalPartsCount": 2},
+        },
+    )
+    stubber.add_response(
+        "copy_object",
+        {"CopyObjectResult": {"ChecksumSHA256": sha256_b64(data)}},
+        {
+            "Bucket": BUCKET,
+            "Key": ANY,
+            "CopySource": {"Bucket": BUCKET, "Key": "run/reads.bam", "VersionId": VERSION},
+            "CopySourceIfMatch": ETAG,
+            "ChecksumAlgorithm": "SHA256",
+            "TaggingDirective": "REPLACE",
+        },
+    )
+    stubber.add_response(
+        "delete_objects",
+        {},
+        {"Bucket": BUCKET, "Delete": {"Objects": [{"Key": ANY}], "Quiet": True}},
+    )
+
+    result = S3Hasher(client).hash_object(BUCKET, obj(len(data)))
+
+    assert (result.method, result.hash) == ("copy", quilt_hash(data, SHA256_CHUNKED))
