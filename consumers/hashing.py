@@ -57,12 +57,10 @@ SCRATCH_PREFIX = (
     ".quilt/edp/scratch/"  # in the source bucket unless configured: .quilt/ never feeds the emitter
 )
 COPY_OBJECT_MAX_SIZE = 5 * 1024**3  # CopyObject's limit; larger objects go through UploadPartCopy
-HASH_CONCURRENCY = 32  # objects hashed at once; the consumer's S3 client pool is sized to match
+HASH_CONCURRENCY = 32  # objects hashed at once (capped by the S3 client's connection pool)
 READ_CHUNK = 1024 * 1024  # bytes read per call when falling back to reading
-MAX_PARTS_LISTED = 10_000
-DELETE_OBJECTS_MAX_KEYS = (
-    1000  # DeleteObjects API limit  # S3's multipart limit: GetObjectAttributes lists every part
-)
+MAX_PARTS_LISTED = 10_000  # S3's multipart limit: GetObjectAttributes lists every part
+DELETE_OBJECTS_MAX_KEYS = 1000  # DeleteObjects API limit
 # Source errors that mean the object changed under us: retry the event rather than fall back.
 SOURCE_GONE = frozenset({"NoSuchKey", "NoSuchVersion", "PreconditionFailed", "412", "404"})
 
