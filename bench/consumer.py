@@ -5,7 +5,16 @@ bare ``quilt3.Package().set_dir(...).push(...)`` of an identical prefix (same ru
 same workflow), then the time of a redelivered event for both (ours skips without re-hashing;
 quilt3's ``dedupe`` hashes every object again before it compares).
 
-    python bench/consumer.py [--files 1000] [--size 1024] [--rounds 1]
+    python bench/consumer.py [--files 1000] [--size 1024] [--rounds 1] [--hashing-mode read-bytes]
+
+``--large`` packages few large objects instead (default 16 x 64 MiB, uploaded with S3's
+CRC64NVME checksum) three ways in one bucket: bare quilt3, the consumer with its defaults
+(sha2-256-chunked: S3 computes every hash on scratch copies) and the consumer with
+``hash_type=CRC64NVME`` (the objects' own checksums). It prints wall times and the bytes of the
+prefix every client read with GetObject (the consumer's target: 0), and checks each package
+with quilt3 against the bytes.
+
+    python bench/consumer.py --large [--files 16] [--mib 64]
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,9 +73,17 @@ def upload_prefix(s3: Any, bucket: str, prefix: str, files: int, size: int) -> N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--files", type=int, help="files per prefix (1000; 16 with --large)")
     parser.add_argument("--size", type=int, default=1024, help="bytes per file")
     parser.add_argument("--rounds", type=int, default=1, help="fresh prefixes per side")
+    parser.add_argument("--large", action="store_true", help="few large objects (see above)")
+    parser.add_argument(
+        "--hashing-mode",
+        choices=["s3-checksums", "read-bytes"],
+        default="s3-checksums",
+        help="the consumer's hashing mode in the small-files bench (default s3-checksums)",
+    )
+    parser.add_argument("--mib", type=int, default=64, help="MiB per object with --large")
     args = parser.parse_args(argv)
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="edp-bench-"))
@@ -78,16 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     host, port = server.get_host_and_port()
     os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
     try:
-        return run(args.files, args.size, args.rounds)
+        if args.large:
+            return run_large(args.files or 16, args.mib)
+        return run(args.files or 1000, args.size, args.rounds, args.hashing_mode)
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(files: int, size: int, rounds: int) -> int:
+def run(files: int, size: int, rounds: int, hashing_mode: str = "s3-checksums") -> int:
     import boto3
     import quilt3
 
+    from consumers.clients import Clients
     from consumers.events import ReadyEvent
     from consumers.install_workflows import install, plan_install
     from consumers.pipeline import package_prefix
@@ -108,12 +129,17 @@ def run(files: int, size: int, rounds: int) -> int:
 
     new_bucket(QUARANTINE, registry=False)
     topic = sns.create_topic(Name="bench-alerts")["TopicArn"]
+    # The consumer's S3 client with botocore's default pool of 10: it hashes 10 objects at a
+    # time, as quilt3's hasher does (MAX_CONCURRENCY). The moto server shares this process and
+    # its cores, so more threads only contend; the Lambda's client (64) is for real S3 latency.
+    clients = Clients(s3=boto3.client("s3"))
     settings = ConsumerSettings(
         workflow="instrument",
         quarantine_bucket=QUARANTINE,
         sns_topic_arn=topic,
         quilt_url="https://quilt.example.com",
         default_metadata=GOOD_META,
+        hashing_mode=hashing_mode,
     )
 
     def bare_quilt3(bucket: str, prefix: str) -> str:
@@ -145,10 +171,10 @@ def run(files: int, size: int, rounds: int) -> int:
                 seconds, _ = timed(lambda: bare_quilt3(bare_bucket, prefix))  # noqa: B023
                 bare_first.append(seconds)
             else:
-                seconds, outcome = timed(lambda: package_prefix(event, settings))  # noqa: B023
+                seconds, outcome = timed(lambda: package_prefix(event, settings, clients=clients))  # noqa: B023
                 assert outcome.status == "pushed", outcome
                 ours_first.append(seconds)
-        seconds, outcome = timed(lambda: package_prefix(event, settings))  # noqa: B023
+        seconds, outcome = timed(lambda: package_prefix(event, settings, clients=clients))  # noqa: B023
         assert outcome.status == "unchanged", outcome
         ours_again.append(seconds)
         seconds, _ = timed(lambda: bare_quilt3(bare_bucket, prefix))  # noqa: B023
@@ -156,7 +182,8 @@ def run(files: int, size: int, rounds: int) -> int:
 
     first, bare, again = (statistics.median(x) for x in (ours_first, bare_first, ours_again))
     print(
-        f"files per prefix:                   {files} x {size} B (moto server, {rounds} round(s))"
+        f"files per prefix:                   {files} x {size} B (moto server, {rounds} round(s),"
+        f" hashing mode {hashing_mode})"
     )
     print(f"bare quilt3 set_dir + push:         {bare:8.2f} s")
     print(
@@ -164,6 +191,162 @@ def run(files: int, size: int, rounds: int) -> int:
     )
     print(f"consumer, redelivered event:        {again:8.2f} s  ({again / first:.0%} of its first)")
     print(f"bare quilt3 again (dedupe=True):    {statistics.median(bare_again):8.2f} s")
+    return 0
+
+
+class S3Meter:
+    """GetObject bytes of one prefix and seconds spent in ListObjectVersions, counted by botocore
+    hooks on every client: the consumer's, and every one quilt3 makes (from get_boto3_session).
+
+    The listing time is reported apart because moto deep-copies every object it lists (bytes
+    included): with large objects one listing takes seconds on moto, and milliseconds on S3.
+    """
+
+    def __init__(self, bucket: str, prefix: str) -> None:
+        self.where = f"/{bucket}/{prefix}"
+        self.bytes_read = 0
+        self.listing_seconds = 0.0
+        self._started = threading.local()
+
+    def reset(self) -> None:
+        self.bytes_read, self.listing_seconds = 0, 0.0
+
+    def register(self, events: Any) -> None:
+        events.register("after-call.s3.GetObject", self._count_bytes)
+        events.register("before-call.s3.ListObjectVersions", self._start_listing)
+        events.register("after-call.s3.ListObjectVersions", self._end_listing)
+
+    def _count_bytes(self, http_response: Any, parsed: Any, **kwargs: Any) -> None:
+        url = http_response.url.split("?")[0]
+        if self.where in url and not url.endswith((".quiltignore", "metadata.json")):
+            self.bytes_read += int(parsed.get("ContentLength", 0))
+
+    def _start_listing(self, **kwargs: Any) -> None:
+        self._started.at = time.perf_counter()
+
+    def _end_listing(self, **kwargs: Any) -> None:
+        self.listing_seconds += time.perf_counter() - getattr(
+            self._started, "at", time.perf_counter()
+        )
+
+
+def run_large(files: int, mib: int) -> int:
+    import boto3
+    import botocore.loaders
+    import botocore.session
+    import quilt3
+    import quilt3.data_transfer
+    from botocore.config import Config
+
+    from consumers.clients import Clients
+    from consumers.events import ReadyEvent
+    from consumers.install_workflows import install, plan_install
+    from consumers.pipeline import package_prefix
+    from consumers.settings import ConsumerSettings
+
+    s3 = boto3.client("s3")
+    bucket, prefix = "bench-large", "instrument/run/"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    install(plan_install(pathlib.Path(__file__).resolve().parent.parent / "workflows", bucket), s3)
+    s3.create_bucket(Bucket=QUARANTINE)
+    topic = boto3.client("sns").create_topic(Name="bench-alerts")["TopicArn"]
+    size = mib * 1024 * 1024
+    print(f"uploading {files} x {mib} MiB ...", file=sys.stderr)
+
+    def put(index: int) -> None:
+        block = bytes((index * 7 + i) % 256 for i in range(1 << 16))
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"{prefix}data/file-{index:03d}.bin",
+            Body=block * (size // len(block)),
+            ChecksumAlgorithm="CRC64NVME",
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(put, range(files)))
+
+    meter = S3Meter(bucket, prefix)
+    make_session = quilt3.data_transfer.get_boto3_session
+
+    loader = botocore.loaders.create_loader()
+
+    def counted_session(*args: Any, **kwargs: Any) -> Any:
+        # The sessions quilt3 makes (no Quilt login here: plain boto3 sessions) share one model
+        # loader, as the test suite does, on both sides: otherwise each parses the S3 model again
+        # (~0.3 s, several per push), a fixed cost that hides what hashing costs.
+        core = botocore.session.Session()
+        core.register_component("data_loader", loader)
+        session = boto3.Session(botocore_session=core)
+        meter.register(session.events)
+        return session
+
+    quilt3.data_transfer.get_boto3_session = counted_session  # count quilt3's own reads too
+
+    def bare() -> str:
+        package = quilt3.Package().set_dir(".", f"s3://{bucket}/{prefix}")
+        package.set_meta(GOOD_META)
+        pushed = package.push(
+            "bench/bare",
+            registry=f"s3://{bucket}",
+            message="Created by EDP",
+            workflow="instrument",
+            force=True,
+        )
+        return str(pushed.top_hash)
+
+    def ours(hash_type: str, name: str) -> str:
+        settings = ConsumerSettings(
+            workflow="instrument",
+            quarantine_bucket=QUARANTINE,
+            sns_topic_arn=topic,
+            quilt_url="https://quilt.example.com",
+            default_metadata=GOOD_META,
+            hash_type=hash_type,
+        )
+        client = boto3.client("s3", config=Config(max_pool_connections=64))
+        meter.register(client.meta.events)
+        outcome = package_prefix(
+            ReadyEvent(bucket=bucket, prefix=prefix),
+            settings,
+            name_for=lambda _: name,
+            clients=Clients(s3=client),
+        )
+        assert outcome.status == "pushed", outcome
+        return str(outcome.top_hash)
+
+    results = []
+    for label, action, name in (
+        (
+            "consumer, sha2-256-chunked (S3 computes)",
+            lambda: ours("sha2-256-chunked", "bench/sha"),
+            "bench/sha",
+        ),
+        ("bare quilt3 set_dir + push", bare, "bench/bare"),
+        (
+            "consumer, CRC64NVME (own checksums)",
+            lambda: ours("CRC64NVME", "bench/crc"),
+            "bench/crc",
+        ),
+    ):
+        meter.reset()
+        seconds, _ = timed(action)
+        results.append((label, seconds, meter.listing_seconds, meter.bytes_read, name))
+
+    quilt3.data_transfer.get_boto3_session = make_session
+    bare_seconds, bare_listing = results[1][1], results[1][2]
+    print(f"objects: {files} x {mib} MiB = {files * mib / 1024:.2f} GiB (moto server, one bucket)")
+    print(f"{'':41s} {'wall':>8s} {'vs bare':>8s} {'listing':>8s} {'w/o listing':>12s}  bytes read")
+    for label, seconds, listing, read, _ in results:
+        print(
+            f"{label:41s} {seconds:7.2f}s {seconds / bare_seconds:8.1%} {listing:7.2f}s"
+            f" {(seconds - listing) / (bare_seconds - bare_listing):12.1%}  {read:,}"
+        )
+    for *_, name in results:
+        package = quilt3.Package.browse(name, registry=f"s3://{bucket}")
+        types = sorted({entry.hash["type"] for _, entry in package.walk()})
+        ok = package.verify(f"s3://{bucket}/{prefix}", extra_files_ok=True)
+        print(f"verify {name}: {ok} ({', '.join(types)})")
     return 0
 
 

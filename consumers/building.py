@@ -316,7 +316,7 @@ def source_records(
 ) -> dict[str, SourceRecord]:
     """The source listing of a pushed package (see ``consumers.revision``).
 
-    Hashes come from the built package or, for entries ``push`` copied, from the pushed one.
+    Hashes come from the pushed package (the manifest's), else from the built one.
     Generated extras are left out: they were not listed (the next event finds them by the
     manifest's version ids, or hashes them: a few bytes).
     """
@@ -325,9 +325,10 @@ def source_records(
         obj = objects.get(logical_key)
         if obj is None:
             continue
-        hash_obj = entry.hash
-        if hash_obj is None and logical_key in pushed:
-            hash_obj = pushed[logical_key].hash
+        # What the manifest records: push re-hashes the copies it makes (as sha2-256-chunked).
+        hash_obj = pushed[logical_key].hash if logical_key in pushed else None
+        if hash_obj is None:
+            hash_obj = entry.hash
         if hash_obj is None:
             continue
         records[logical_key] = SourceRecord(

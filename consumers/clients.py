@@ -9,9 +9,18 @@ ClientFactory = Callable[[str], Any]
 
 
 def default_client_factory(service: str) -> Any:
-    """A boto3 client; botocore honours ``AWS_ENDPOINT_URL`` itself, as quilt3 relies on."""
+    """A boto3 client; botocore honours ``AWS_ENDPOINT_URL`` itself, as quilt3 relies on.
+
+    The S3 client's connection pool fits the hasher's threads (objects and their parts at once).
+    """
     import boto3
 
+    if service == "s3":
+        from botocore.config import Config
+
+        from consumers.hashing import HASH_CONCURRENCY
+
+        return boto3.client("s3", config=Config(max_pool_connections=2 * HASH_CONCURRENCY))
     return boto3.client(service)  # type: ignore[call-overload]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,6 +21,9 @@ class ObjectVersion:
     version_id: str | None
     size: int
     etag: str
+    # The checksum algorithms S3's listing reports (e.g. ("CRC64NVME",)); None when the listing
+    # says nothing (moto, older S3-compatible stores): the hasher then asks for them.
+    checksum_algorithms: tuple[str, ...] | None = field(default=None, compare=False)
 
     @property
     def is_versioned(self) -> bool:
@@ -42,6 +45,9 @@ def list_current_objects(s3: Any, bucket: str, prefix: str) -> list[ObjectVersio
                         version_id=version.get("VersionId"),
                         size=int(version["Size"]),
                         etag=version.get("ETag", ""),
+                        checksum_algorithms=tuple(version["ChecksumAlgorithm"])
+                        if "ChecksumAlgorithm" in version
+                        else None,
                     )
                 )
     except (ClientError, BotoCoreError) as err:

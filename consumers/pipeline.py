@@ -29,6 +29,7 @@ from consumers.clients import Clients
 from consumers.errors import AlertError, PackagingError, QuarantineError
 from consumers.events import ReadyEvent
 from consumers.gateway import RefreshResult, folders_to_refresh, refresh_file_shares
+from consumers.hashing import HashReport, S3Hasher, Scratch, hash_entries, summarize
 from consumers.listing import UNVERSIONED, ObjectVersion
 from consumers.naming import is_valid_package_name, package_name
 from consumers.quarantine import push_quarantined, quarantine_package, quarantine_readme
@@ -120,6 +121,7 @@ def package_prefix(
         today = built.packaging_date
         redated = latest is not None and _on_latest_date(built, latest)
         missing = reuse_hashes(built.package, built.objects, latest)
+        report = _hash_new_objects(built, settings, clients, event) if missing else HashReport()
         logger.info(
             "package built",
             extra={
@@ -127,9 +129,11 @@ def package_prefix(
                 "registry": registry,
                 "entries": len(built.objects) + len(built.generated),
                 "ignored": len(built.ignored),
-                "hashes_to_compute": missing,
+                "hashes_reused": len(built.objects) - missing,
+                **summarize(report),
             },
         )
+        missing -= report.hashed
         try:
             workflow_data = _validate(built, settings, registry, name)
             if latest is not None:
@@ -167,6 +171,22 @@ def package_prefix(
                 r.error or "" for r in failures
             )
     return PackageOutcome(status, name, registry, top_hash, message)
+
+
+def _hash_new_objects(
+    built: BuiltPackage, settings: ConsumerSettings, clients: Clients, event: ReadyEvent
+) -> HashReport:
+    """Hash the objects reuse left without a hash, from S3's checksums (see consumers.hashing)."""
+    scratch = Scratch.parse(settings.hash_scratch)
+    if scratch.feeds_emitter(event.bucket):
+        raise PackagingError(
+            f"hash_scratch s3://{event.bucket}/{scratch.prefix} is in the watched bucket outside "
+            ".quilt/: its copies would be packaged; use a prefix under .quilt/ or another bucket"
+        )
+    hasher = S3Hasher(
+        clients.s3, hash_type=settings.hash_type, mode=settings.hashing_mode, scratch=scratch
+    )
+    return hash_entries(built.package, built.objects, event.bucket, hasher)
 
 
 def _on_latest_date(built: BuiltPackage, latest: LatestRevision) -> bool:

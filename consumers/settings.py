@@ -29,6 +29,14 @@ Icon
 """
 DEFAULT_GATEWAY_MAX_ATTEMPTS = 5
 
+# How entries get their hashes (see consumers.hashing and docs/hashing.md).
+HASHING_S3_CHECKSUMS = "s3-checksums"  # S3's own or server-side computed checksums: no bytes read
+HASHING_READ_BYTES = "read-bytes"  # read every byte through the consumer, as bare quilt3 does
+HASHING_MODES = (HASHING_S3_CHECKSUMS, HASHING_READ_BYTES)
+HASH_SHA256_CHUNKED = "sha2-256-chunked"  # quilt3 >= 6.0 and every Quilt catalog verify it
+HASH_CRC64NVME = "CRC64NVME"  # only quilt3 >= 7.2.0 and catalogs with CRC64 support verify it
+HASH_TYPES = (HASH_SHA256_CHUNKED, HASH_CRC64NVME)
+
 ENV_WORKFLOW = "WORKFLOW_NAME"
 ENV_QUARANTINE_BUCKET = "QUARANTINE_BUCKET_NAME"
 ENV_SNS_TOPIC_ARN = "SNS_TOPIC_ARN"
@@ -38,6 +46,9 @@ ENV_FILE_SHARE_ARNS = "FILE_SHARE_ARNS"
 ENV_PACKAGE_METADATA = "PACKAGE_METADATA"
 ENV_PACKAGE_DATE_KEY = "PACKAGE_DATE_KEY"
 ENV_PACKAGE_MESSAGE = "PACKAGE_MESSAGE"
+ENV_HASHING_MODE = "HASHING_MODE"
+ENV_HASH_TYPE = "HASH_TYPE"
+ENV_HASH_SCRATCH = "HASH_SCRATCH"
 ENV_PACKAGE_README = "PACKAGE_README"
 ENV_PACKAGE_QUILTIGNORE = "PACKAGE_QUILTIGNORE"
 ENV_PACKAGE_SUMMARIZE = "PACKAGE_SUMMARIZE"
@@ -56,6 +67,9 @@ ENV_VARS: tuple[str, ...] = (
     ENV_PACKAGE_METADATA,
     ENV_PACKAGE_DATE_KEY,
     ENV_PACKAGE_MESSAGE,
+    ENV_HASHING_MODE,
+    ENV_HASH_TYPE,
+    ENV_HASH_SCRATCH,
     ENV_PACKAGE_README,
     ENV_PACKAGE_QUILTIGNORE,
     ENV_PACKAGE_SUMMARIZE,
@@ -77,6 +91,8 @@ class ConsumerSettings:
     ``workflow`` ``None`` means the registry's default workflow (quilt3's ``...``);
     ``registry`` ``None`` means the bucket of each event; ``date_key`` names a metadata key set
     to today's date (off by default: a date in the metadata changes the top hash every day).
+    ``hashing_mode``, ``hash_type`` and ``hash_scratch`` say how new objects are hashed
+    (``hash_scratch`` ``None``: ``<watched bucket>/.quilt/edp/scratch/``); see docs/hashing.md.
     """
 
     quarantine_bucket: str
@@ -94,6 +110,9 @@ class ConsumerSettings:
     function_name: str | None = None
     date_key: str | None = None
     gateway_max_attempts: int = DEFAULT_GATEWAY_MAX_ATTEMPTS
+    hashing_mode: str = HASHING_S3_CHECKSUMS
+    hash_type: str = HASH_SHA256_CHUNKED
+    hash_scratch: str | None = None
 
     def __post_init__(self) -> None:
         _check_bucket(self.quarantine_bucket, "quarantine_bucket")
@@ -146,6 +165,24 @@ class ConsumerSettings:
             raise SettingsError(
                 f"gateway_max_attempts must be >= 1, got {self.gateway_max_attempts}"
             )
+        self._check_hashing()
+
+    def _check_hashing(self) -> None:
+        if self.hashing_mode not in HASHING_MODES:
+            raise SettingsError(
+                f"hashing_mode: {self.hashing_mode!r} is not one of {', '.join(HASHING_MODES)}"
+            )
+        if self.hash_type not in HASH_TYPES:
+            raise SettingsError(
+                f"hash_type: {self.hash_type!r} is not one of {', '.join(HASH_TYPES)}"
+            )
+        scratch = (self.hash_scratch or "").strip().removeprefix("s3://").strip("/")
+        if not scratch:
+            object.__setattr__(self, "hash_scratch", None)
+            return
+        bucket, _, prefix = scratch.partition("/")
+        _check_bucket(bucket, "hash_scratch")
+        object.__setattr__(self, "hash_scratch", f"{bucket}/{prefix}/" if prefix else bucket)
 
     @property
     def workflow_argument(self) -> Any:
@@ -190,6 +227,9 @@ class ConsumerSettings:
                 default_metadata=metadata,
                 message=env.get(ENV_PACKAGE_MESSAGE, "").strip() or DEFAULT_MESSAGE,
                 date_key=env.get(ENV_PACKAGE_DATE_KEY, "").strip() or None,
+                hashing_mode=env.get(ENV_HASHING_MODE, "").strip() or HASHING_S3_CHECKSUMS,
+                hash_type=env.get(ENV_HASH_TYPE, "").strip() or HASH_SHA256_CHUNKED,
+                hash_scratch=env.get(ENV_HASH_SCRATCH, "").strip() or None,
                 readme_text=env.get(ENV_PACKAGE_README, "").strip() or DEFAULT_README,
                 quiltignore_text=env.get(ENV_PACKAGE_QUILTIGNORE, "").strip()
                 or DEFAULT_QUILTIGNORE,

@@ -30,6 +30,7 @@ PARAMETERS = {
     "Registry": "instrument-packages",
     "FileShareArns": FILE_SHARE,
     "PackageMetadata": '{"Author": "EDP"}',
+    "HashScratch": "edp-scratch/tmp/",
     "PackageReadme": "s3://lab-texts/edp/README.md",
     "PackageSummarizeChart": "charts/reads.vl.json",
     "PackageTextsBucket": "lab-texts",
@@ -94,6 +95,11 @@ def test_lambda_runs_the_reference_consumer_with_its_environment(stack: Deployed
     assert env["PACKAGE_README"] == "s3://lab-texts/edp/README.md"
     assert env["PACKAGE_SUMMARIZE_CHART"] == "charts/reads.vl.json"
     assert env["POWERTOOLS_SERVICE_NAME"] == STACK
+    assert (env["HASHING_MODE"], env["HASH_TYPE"], env["HASH_SCRATCH"]) == (
+        "s3-checksums",
+        "sha2-256-chunked",
+        "edp-scratch/tmp/",
+    )
 
 
 def test_the_settings_the_lambda_gets_are_valid(stack: Deployed) -> None:
@@ -102,6 +108,7 @@ def test_the_settings_the_lambda_gets_are_valid(stack: Deployed) -> None:
     settings = ConsumerSettings.from_env(stack.function["Environment"]["Variables"])
     assert settings.quarantine_bucket == "instrument-quarantine"
     assert settings.file_share_arns == (FILE_SHARE,)
+    assert (settings.hashing_mode, settings.hash_scratch) == ("s3-checksums", "edp-scratch/tmp/")
     assert settings.readme_text == "s3://lab-texts/edp/README.md"
     assert (settings.summarize, settings.summarize_chart) == ("auto", "charts/reads.vl.json")
 
@@ -182,6 +189,9 @@ def test_role_grants_alerts_dead_letters_and_file_share_refresh(stack: Deployed)
         "arn:aws:s3:::instrument-quarantine/*",
     ]
     assert f"arn:aws:s3:::{WATCHED_BUCKET}/*" in found["ReadObjects"]["Resource"]
+    # Temporary copies for S3-computed checksums: under the scratch prefix only.
+    assert found["HashScratch"]["Resource"] == "arn:aws:s3:::edp-scratch/tmp/*"
+    assert found["ReadChecksums"]["Resource"] == f"arn:aws:s3:::{WATCHED_BUCKET}/*"
 
 
 def test_deploying_again_updates_the_stack_in_place(stack: Deployed) -> None:

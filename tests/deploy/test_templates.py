@@ -308,3 +308,66 @@ def test_consumer_alarms_and_dead_letters(consumer_template: dict) -> None:
             "Resource": {"Fn::Split": [",", {"Ref": "FileShareArns"}]},
         }
     ]
+
+
+def test_consumer_hashing_grants_exactly_the_scratch_copies_and_checksum_reads(
+    consumer_template: dict,
+) -> None:
+    resources = consumer_template["Resources"]
+    policy = resources["HashWithS3ChecksumsPolicy"]
+    # Granted only in s3-checksums mode; read-bytes needs nothing beyond reading the objects.
+    assert policy["Condition"] == "HashesFromS3"
+    assert consumer_template["Conditions"]["HashesFromS3"] == {
+        "Fn::Equals": [{"Ref": "HashingMode"}, "s3-checksums"]
+    }
+    assert policy["Properties"]["Roles"] == [{"Ref": "Role"}]
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "ReadChecksums",
+            "Effect": "Allow",
+            "Action": ["s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"],
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/*"},
+        },
+        {
+            "Sid": "HashScratch",
+            "Effect": "Allow",
+            "Action": [
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:DeleteObjectVersion",
+                "s3:AbortMultipartUpload",
+            ],
+            "Resource": {
+                "Fn::If": [
+                    "HasHashScratch",
+                    {"Fn::Sub": "arn:${AWS::Partition}:s3:::${HashScratch}*"},
+                    {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/.quilt/edp/scratch/*"},
+                ]
+            },
+        },
+    ]
+    # Delete is granted nowhere else: the consumer never deletes the watched objects.
+    deleters = [
+        statement.get("Sid")
+        for _, statement in statements(consumer_template)
+        if "s3:Delete" in json.dumps(statement.get("Action"))
+    ]
+    assert deleters == ["HashScratch"]
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("", True),
+        ("edp-scratch/", True),
+        ("instrument-data/.quilt/tmp/", True),
+        ("edp-scratch", False),  # "edp-scratch*" would also match edp-scratch-2
+        ("edp-scratch/tmp", False),  # "tmp*" would also match tmp2/
+        ("s3://edp-scratch/", False),
+    ],
+)
+def test_consumer_hash_scratch_parameter_is_a_bucket_and_folder(
+    consumer_template: dict, value: str, valid: bool
+) -> None:
+    pattern = consumer_template["Parameters"]["HashScratch"]
+    assert bool(re.fullmatch(pattern["AllowedPattern"], value)) is valid

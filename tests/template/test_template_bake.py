@@ -179,3 +179,25 @@ def test_the_generated_tests_pass_right_after_generation(variant: str, baked: Ba
     assert " passed" in result.stdout and "skipped" not in result.stdout
     # The loop closes in the generated project too: its own writes coming back are unchanged.
     assert "PASSED tests/test_handler.py::test_the_consumers_own_files_coming_back" in result.stdout
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_template_lets_s3_compute_checksums_under_the_scratch_prefix_only(
+    variant: str, baked: Baker
+) -> None:
+    project = baked(variant)
+    template = yaml.load((project / "template.yaml").read_text(encoding="utf-8"), CfnLoader)
+    [policy] = template["Resources"]["ConsumerFunction"]["Properties"]["Policies"]
+    found = {statement["Sid"]: statement for statement in policy["Statement"]}
+    assert found["HashScratch"]["Action"] == [
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:AbortMultipartUpload",
+    ]
+    assert found["HashScratch"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${SourceBucketName}/.quilt/edp/scratch/*"
+    }
+    assert found["ReadChecksums"]["Action"] == "s3:GetObjectVersionAttributes"
+    deleters = [sid for sid, s in found.items() if "s3:Delete" in str(s["Action"])]
+    assert deleters == ["HashScratch"]
