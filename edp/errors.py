@@ -32,6 +32,7 @@ SETTING_SOURCES = {
     "SnsTopicArn": "--sns-topic-arn / EDP_SNS_TOPIC_ARN",
     "DatabaseUrl": "--db / EDP_DATABASE_URL",
     "EventBridgeKeysEncoded": "EDP_EVENTBRIDGE_KEYS_ENCODED",
+    "Rules": "--rules / EDP_RULES",
 }
 
 

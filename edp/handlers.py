@@ -72,13 +72,15 @@ def build_runtime(clock: Clock = utc_now) -> Runtime:
         "edp runtime ready",
         extra={"store": redact_url(settings.database_url), "bus": settings.event_bus},
     )
+    emitter = Emitter(settings, store)
     publisher = Publisher(
         lambda: boto3.client("events"),
         settings.event_bus,
         sns_client=lambda: boto3.client("sns"),
         topic_arn=settings.sns_topic_arn,
+        rule_of=emitter.rule_name,
     )
-    return Runtime(settings, store, Emitter(settings, store), publisher, clock)
+    return Runtime(settings, store, emitter, publisher, clock)
 
 
 @logger.inject_lambda_context

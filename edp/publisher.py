@@ -25,9 +25,10 @@ CLAIM_LEASE = timedelta(minutes=2)  # another emitter may re-send a batch claime
 logger = logging.getLogger(__name__)
 
 
-def detail_of(emission: Emission) -> dict[str, Any]:
-    """The event's detail: Quilt's three fields first, then ours."""
-    return {
+def detail_of(emission: Emission, rule: str | None = None) -> dict[str, Any]:
+    """The event's detail: Quilt's three fields first, then ours; ``rule`` when a rules file is
+    in force (the name of the rule the batch's prefix matches, or "default")."""
+    detail = {
         "version": DETAIL_VERSION,
         "bucket": emission.bucket,
         "prefix": emission.prefix,
@@ -37,21 +38,28 @@ def detail_of(emission: Emission) -> dict[str, Any]:
         "first_event_time": rfc3339(emission.first_event_time),
         "last_event_time": rfc3339(emission.last_event_time),
     }
+    if rule is not None:
+        detail["rule"] = rule
+    return detail
 
 
-def put_events_entry(emission: Emission, event_bus: str) -> dict[str, Any]:
+def put_events_entry(emission: Emission, event_bus: str, rule: str | None = None) -> dict[str, Any]:
     return {
         "Source": SOURCE,
         "DetailType": DETAIL_TYPE,
         "Resources": [f"arn:aws:s3:::{emission.bucket}"],
-        "Detail": json.dumps(detail_of(emission), ensure_ascii=False),
+        "Detail": json.dumps(detail_of(emission, rule), ensure_ascii=False),
         "EventBusName": event_bus,
         "Time": emission.emitted_at,
     }
 
 
 def eventbridge_event(
-    emission: Emission, *, account: str = "000000000000", region: str = "us-east-1"
+    emission: Emission,
+    *,
+    account: str = "000000000000",
+    region: str = "us-east-1",
+    rule: str | None = None,
 ) -> dict[str, Any]:
     """The whole event as EventBridge delivers it (what `edp simulate` prints and SNS carries)."""
     return {
@@ -63,7 +71,7 @@ def eventbridge_event(
         "time": whole_seconds(emission.emitted_at),
         "region": region,
         "resources": [f"arn:aws:s3:::{emission.bucket}"],
-        "detail": detail_of(emission),
+        "detail": detail_of(emission, rule),
     }
 
 
@@ -86,6 +94,7 @@ class Publisher:
         topic_arn: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = MAX_ATTEMPTS,
+        rule_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self._events_factory = events_client
         self._sns_factory = sns_client
@@ -95,6 +104,11 @@ class Publisher:
         self.topic_arn = topic_arn
         self.sleep = sleep
         self.max_attempts = max_attempts
+        # detail.rule of a batch, from its prefix (Emitter.rule_name); None: no rules file.
+        self.rule_of = rule_of
+
+    def rule_for(self, emission: Emission) -> str | None:
+        return self.rule_of(emission.prefix) if self.rule_of is not None else None
 
     def _events_client(self) -> Any:
         if self._events is None:
@@ -117,7 +131,7 @@ class Publisher:
         todo = chunk
         delay = FIRST_BACKOFF
         for attempt in range(1, self.max_attempts + 1):
-            entries = [put_events_entry(e, self.event_bus) for e in todo]
+            entries = [put_events_entry(e, self.event_bus, self.rule_for(e)) for e in todo]
             try:
                 response = self._events_client().put_events(Entries=entries)
             except Exception as err:  # network, throttling, permissions: retried, never dropped
@@ -146,7 +160,8 @@ class Publisher:
             self._sns = self._sns_factory()
         failures = 0
         for emission in emissions:
-            body = json.dumps(eventbridge_event(emission), ensure_ascii=False)
+            event = eventbridge_event(emission, rule=self.rule_for(emission))
+            body = json.dumps(event, ensure_ascii=False)
             for attempt in range(1, self.max_attempts + 1):
                 try:
                     self._sns.publish(

@@ -117,13 +117,14 @@ class Service:
         poll_wait: int = 10,
         exclusive_store: bool = False,
         sleep: Callable[[float], None] = time.sleep,
+        s3_client: Callable[[], Any] | None = None,
     ) -> None:
         """``exclusive_store``: no other process uses the store (SQLite), so claims left by a
         previous run that died while publishing can be taken back at start instead of waiting
         for their lease to expire."""
         self.settings = settings
         self.store = store
-        self.emitter = Emitter(settings, store)
+        self.emitter = Emitter(settings, store, s3_client=s3_client)
         self.queue_url = queue_url
         self.clock = clock
         self.stop = stop if stop is not None else threading.Event()
@@ -137,6 +138,7 @@ class Service:
             topic_arn=settings.sns_topic_arn,
             sleep=sleep,
             on_published=self._log_published,
+            rule_of=self.emitter.rule_name,
         )
         self._sqs_factory = sqs_client
         self._sqs: Any = None
@@ -483,6 +485,7 @@ def run_service(
                 sqs_client=lambda: sqs,
                 events_client=lambda: events,
                 sns_client=client_factory("sns", endpoint_url=endpoint_url, region=region),
+                s3_client=client_factory("s3", endpoint_url=endpoint_url, region=region),
                 stop=stop,
                 poll_wait=poll_wait,
                 exclusive_store=scheme in ("sqlite", "memory"),

@@ -62,7 +62,9 @@ def simulate(
     def emit(emissions: list[Emission]) -> None:
         ordered = sorted(emissions, key=emission_order)
         for emission in ordered:
-            event = eventbridge_event(emission, account=account, region=region)
+            event = eventbridge_event(
+                emission, account=account, region=region, rule=emitter.rule_name(emission.prefix)
+            )
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
         # Printing is publishing here: the outbox records it, as `edp status` shows.
         by_time: dict[datetime, list[str]] = {}

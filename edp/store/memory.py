@@ -87,10 +87,12 @@ class MemoryStore(BatchStore):
 
     def close_due(self, now: datetime, rules: Rules, limit: int | None = None) -> list[Emission]:
         with self._lock:
-            emissions = close_due(self._batches.values(), now, rules)
+            # Like the SQL stores: only batches whose stored due time has come are looked at, so
+            # a threshold change reaches a batch at its next event or its old due time.
             overdue = [
                 b for b in self._batches.values() if b.due_at is not None and b.due_at <= now
             ]
+            emissions = close_due(overdue, now, rules)
             for batch in rescheduled(overdue, emissions, rules):
                 self._batches[(batch.bucket, batch.prefix)] = batch
             if limit is not None:
@@ -100,6 +102,14 @@ class MemoryStore(BatchStore):
             self._counters.update(emitted_counters(emissions))
             self._record_closed(emissions, rules)
             return emissions
+
+    def enqueue(self, emissions: Sequence[Emission]) -> list[str]:
+        with self._lock:
+            added = [e for e in emissions if e.batch_id not in self._outbox]
+            for emission in added:
+                self._outbox[emission.batch_id] = _Outboxed(emission)
+            self._counters.update(emitted_counters(added))
+            return [e.batch_id for e in added]
 
     def next_due(self) -> datetime | None:
         with self._lock:
