@@ -249,6 +249,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edp-simulate-") as tmp:
         default_db = f"sqlite:///{Path(tmp) / 'simulate.sqlite'}"
         settings = settings_from_args(args, database_url=args.db or default_db)
+        ruleset = None
+        if settings.rules:
+            from edp.rules_file import load_rules
+
+            # Checked before reading the input: a bad rules file is a start-up error.
+            ruleset = load_rules(settings.rules, settings)
         if args.file == "-":
             text = sys.stdin.read()
         else:
@@ -258,7 +264,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 raise EdpError(f"cannot read {args.file}: {err.strerror}") from err
         store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
         try:
-            return simulate(text, Emitter(settings, store), sys.stdout, sys.stderr)
+            emitter = Emitter(settings, store, ruleset=ruleset)
+            return simulate(text, emitter, sys.stdout, sys.stderr)
         finally:
             store.close()
 

@@ -193,21 +193,21 @@ def _default_s3() -> Any:
 
 
 def parse_text(source: str, text: str) -> Any:
-    if source.lower().endswith(".json") or text.lstrip().startswith(("{", "[")):
+    """JSON for a ``.json`` file; otherwise YAML (which reads JSON too)."""
+    try:
+        import yaml
+    except ImportError:  # a bundle without PyYAML still reads JSON
+        yaml = None  # type: ignore[assignment]
+    if source.lower().endswith(".json") or yaml is None:
         try:
             return json.loads(text)
         except json.JSONDecodeError as err:
-            raise RulesError(source, f"not valid JSON: {err}") from err
-    try:
-        import yaml
-    except ImportError as err:  # the Lambda bundle may lack it: JSON always works
-        raise RulesError(
-            source, "YAML rules need PyYAML (pip install pyyaml); or use JSON"
-        ) from err
+            hint = "" if yaml is not None else " (YAML needs PyYAML: pip install pyyaml)"
+            raise RulesError(source, f"not valid JSON: {err}{hint}") from err
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise RulesError(source, f"not valid YAML: {err}".replace("\n", " ")) from err
+        raise RulesError(source, "not valid YAML: " + " ".join(str(err).split())) from err
 
 
 def parse_rules(document: Any, settings: Settings, source: str = "<rules>") -> RuleSet:
