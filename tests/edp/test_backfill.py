@@ -354,3 +354,82 @@ def test_describe_plan_totals(aws: dict[str, Any]) -> None:
     describe_plan(plan, out)
     lines = out.getvalue().splitlines()
     assert len(lines) == 7 and lines[-1].startswith(f"s3://{BUCKET}: 6 prefix(es)")
+
+
+def test_rules_give_backfill_the_prefixes_and_rule_names_the_emitter_uses(
+    aws: dict[str, Any], tmp_path: Path
+) -> None:
+    from edp.rules_file import load_rules
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "- {name: deep, match: instr/, depth: 3}\n"
+        "- {name: plates, match: plate/, depth: 1}\n"
+        "- {name: no-lab, match: 'lab a/', ignore: true}\n",
+        encoding="utf-8",
+    )
+    config = settings(rules=str(rules))
+    ruleset = load_rules(str(rules), config)
+    plan, _ = run_backfill(
+        f"s3://{BUCKET}",
+        build_scope(config, ruleset),
+        s3=aws["s3"],
+        store=MemoryStore(),
+        publisher=Publisher(lambda: aws["events"], BUS, rule_of=ruleset.name_for),
+    )
+    expected = emitter_prefixes(config)
+    assert (
+        {e.prefix: e.count for e in plan.batches}
+        == expected
+        == {
+            "instr/exp-1/run/": 1,
+            "instr/exp-2/deeper/": 1,
+            "plate/": 3,
+        }
+    )
+    rules_seen = {e["detail"]["prefix"]: e["detail"]["rule"] for e in received(aws)}
+    assert rules_seen == {
+        "instr/exp-1/run/": "deep",
+        "instr/exp-2/deeper/": "deep",
+        "plate/": "plates",
+    }
+
+
+def test_the_backfill_lambda_publishes_the_watched_bucket_and_resumes(
+    aws: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edp import handlers
+
+    monkeypatch.setenv("EDP_BUCKET_NAME", BUCKET)
+    monkeypatch.setenv("EDP_BUCKET_IGNORE_PREFIXES", ",".join(IGNORE))
+    monkeypatch.setenv("EDP_EVENT_BUS_NAME", BUS)
+    monkeypatch.setenv("EDP_DATABASE_URL", f"sqlite:///{tmp_path}/edp.sqlite")
+    handlers.reset()
+    handlers.runtime(lambda: handlers.build_runtime(FixedClock(NOW)))
+    try:
+        scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+        first = handlers.backfill({**scheduled, "dry_run": True}, LambdaContext())
+        assert first["results"][0]["prefixes"] == 6 and received(aws) == []
+        second = handlers.backfill(scheduled, LambdaContext())
+        assert second["results"][0]["published"] == 6
+        assert len(received(aws)) == 6
+        third = handlers.backfill({"uris": f"s3://{BUCKET}/plate/", "rate": 5}, LambdaContext())
+        assert third["results"][0] | {"uri": ""} == {
+            "uri": "",
+            "prefixes": 2,
+            "objects": 3,
+            "listed": 3,
+            "list_requests": 3,
+            "published": 0,
+            "already": 2,
+        }
+        assert received(aws) == []
+    finally:
+        handlers.reset()
+
+
+class LambdaContext:
+    function_name = "edp-backfill"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:edp-backfill"
+    aws_request_id = "52fdfc07-2182-154f-163f-5f0f9a621d72"
