@@ -79,31 +79,38 @@ class Grouper:
         self.listed = 0
 
     def add(self, key: str, size: int, etag: str, last_modified: datetime) -> None:
-        self.listed += 1
-        if (self.since is not None and last_modified < self.since) or (
-            self.until is not None and last_modified >= self.until
-        ):
-            self.dropped["modified-time"] += 1
-            return
-        prefix, reason = self.scope.prefix_for(self.bucket, key)
-        if prefix is None:
-            self.dropped[str(reason)] += 1
-            return
-        group = self.groups.get(prefix)
-        if group is None:
-            group = self.groups[prefix] = PrefixGroup()
-        group.count += 1
-        line = f"{len(key)}:{key}\0{size}\0{etag}".encode("utf-8", "surrogatepass")
-        group.digest += int.from_bytes(hashlib.blake2b(line, digest_size=16).digest(), "big")
-        if group.oldest is None or last_modified < group.oldest:
-            group.oldest = last_modified
-        if group.newest is None or last_modified > group.newest:
-            group.newest = last_modified
+        """One listed object."""
+        self.add_page([{"Key": key, "Size": size, "ETag": etag, "LastModified": last_modified}])
 
     def add_page(self, contents: Iterable[dict[str, Any]]) -> None:
-        """One ListObjectsV2 page's ``Contents``."""
+        """One ListObjectsV2 page's ``Contents`` (the loop of :meth:`add`, inlined: it runs once
+        per object of the bucket)."""
+        since, until = self.since, self.until
+        prefix_for, bucket = self.scope.prefix_for, self.bucket
+        groups, dropped = self.groups, self.dropped
+        blake2b = hashlib.blake2b
         for obj in contents:
-            self.add(obj["Key"], obj.get("Size", 0), obj.get("ETag", ""), obj["LastModified"])
+            self.listed += 1
+            key = obj["Key"]
+            stamp = obj["LastModified"]
+            if (since is not None and stamp < since) or (until is not None and stamp >= until):
+                dropped["modified-time"] += 1
+                continue
+            prefix, reason = prefix_for(bucket, key)
+            if prefix is None:
+                dropped[str(reason)] += 1
+                continue
+            group = groups.get(prefix)
+            if group is None:
+                group = groups[prefix] = PrefixGroup(0, stamp, stamp, 0)
+            group.count += 1
+            line = f"{len(key)}:{key}\0{obj.get('Size', 0)}\0{obj.get('ETag', '')}"
+            digest = blake2b(line.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            group.digest += int.from_bytes(digest, "big")
+            if stamp < group.oldest:  # type: ignore[operator]
+                group.oldest = stamp
+            elif stamp > group.newest:  # type: ignore[operator]
+                group.newest = stamp
 
     def merge(self, other: Grouper) -> None:
         self.listed += other.listed

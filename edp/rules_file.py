@@ -91,14 +91,33 @@ class RuleSet:
 
     rules: tuple[Rule, ...]
     source: str = "<rules>"
+    # The longest match: only that many leading folders can decide the rule (cached by them).
+    _reach: int = field(default=0, compare=False, repr=False)
+    _cache: dict[tuple[str, ...], Rule | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_reach", max((len(r.match) for r in self.rules), default=0))
 
     def rule_for(self, path: str) -> Rule | None:
         """The first rule matching a key or a prefix (both: the segments before the last ``/``)."""
-        segments = path.split("/")[:-1]
+        if not self.rules:
+            return None
+        leading = tuple(path.split("/", self._reach)[:-1])
+        try:
+            return self._cache[leading]
+        except KeyError:
+            pass
+        found = None
         for rule in self.rules:
-            if rule.matches(segments):
-                return rule
-        return None
+            if rule.matches(leading):
+                found = rule
+                break
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[leading] = found
+        return found
 
     def name_for(self, prefix: str) -> str:
         """What ``detail.rule`` says for a batch of this prefix."""

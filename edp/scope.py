@@ -27,8 +27,10 @@ _WILDCARD = re.compile(r"[*?\[]")
 
 def prefix_of(key: str, depth: int) -> str | None:
     """The first ``depth`` directory segments of ``key`` with a trailing ``/``; None if too shallow."""
-    segments = key.split("/")[:-1]  # the segments before the last "/"
-    if len(segments) < depth:
+    # Split no further than needed: the key has at least `depth` directory segments exactly
+    # when there is something after the depth-th "/".
+    segments = key.split("/", depth)
+    if len(segments) <= depth:
         return None
     return "/".join(segments[:depth]) + "/"
 
