@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from edp.rules_file import RuleSet, load_rules
 from edp.scope import Scope
 from edp.settings import Settings
 from edp.store.base import DROPPED_PREFIX, BatchStore
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,6 +78,37 @@ class Emitter:
         outcome.emissions = result.emissions
         outcome.counters = result.counters + dropped
         return outcome
+
+    def ingest_isolated(
+        self, parsed: Sequence[Parsed], arrived: datetime | None
+    ) -> tuple[IngestOutcome, list[int]]:
+        """Like :meth:`ingest` (one transaction), but when the store refuses the group, each
+        message is stored on its own, so one message the store cannot take fails alone.
+
+        Returns the outcome of what was stored and the indexes of the messages that were not.
+        When none of them can be stored (the store is down), the first error is raised.
+        """
+        try:
+            return self.ingest(parsed, arrived), []
+        except Exception as group_error:
+            if len(parsed) == 1:
+                raise
+            first_error: Exception = group_error
+        total = IngestOutcome()
+        failed: list[int] = []
+        for index, one in enumerate(parsed):
+            try:
+                outcome = self.ingest([one], arrived)
+            except Exception as err:
+                failed.append(index)
+                logger.warning("message %d of %d could not be stored: %s", index, len(parsed), err)
+                continue
+            total.accepted += outcome.accepted
+            total.emissions.extend(outcome.emissions)
+            total.counters.update(outcome.counters)
+        if len(failed) == len(parsed):
+            raise first_error
+        return total, failed
 
     def close_due(self, now: datetime) -> list[Emission]:
         return self.store.close_due(now, self.rules)

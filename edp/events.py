@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +20,15 @@ Kind = Literal["created", "deleted"]
 
 MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 MAX_NESTING = 5  # envelopes inside envelopes deeper than this are not a real AWS shape
+MAX_FIELD_CHARS = 1024  # bucket, etag, version-id, sequencer, event id: far above AWS's own
+MAX_SIZE = 2**63 - 1  # object sizes are stored as 64-bit integers
+# Event times the emitter accepts. Settings' durations are at most MAX_WHOLE_NUMBER seconds, so
+# any due time, max-age or dedupe window computed from these stays far from datetime's year 9999.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+# Characters no store can keep in a text column: NUL (PostgreSQL rejects it in text) and lone
+# surrogates (not encodable as UTF-8). Rejected at the edge, so every store gives the same verdict.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 # S3 event types that are not object creation or deletion: accepted, counted, ignored.
 IGNORED_TYPE = "ignored-type"
@@ -85,8 +96,21 @@ class Parsed:
 def parse_message(
     raw: str | bytes | Mapping[str, Any] | list[Any], *, eventbridge_keys_encoded: bool = True
 ) -> Parsed:
-    """Parse one message (JSON text or decoded JSON) of any accepted shape; BadEventError if not."""
-    return _parse(_load(raw, "message"), eventbridge_keys_encoded, depth=0, where="message")
+    """Parse one message (JSON text or decoded JSON) of any accepted shape; BadEventError if not.
+
+    This is the edge: whatever a message holds, it either comes out as events every store can keep
+    and every rule can compute with, or is rejected with one line naming the bad field. No other
+    exception escapes, so one hostile message can never take the good ones of its batch with it.
+    """
+    try:
+        return _parse(_load(raw, "message"), eventbridge_keys_encoded, depth=0, where="message")
+    except BadEventError:
+        raise
+    except RecursionError as err:
+        raise BadEventError("message: nested too deeply to be an S3 event") from err
+    except (ValueError, OverflowError, TypeError, UnicodeError, AttributeError) as err:
+        # A check above missed a case: still one bad message, never a crashed batch.
+        raise BadEventError(f"message: cannot be read ({type(err).__name__}: {err!s:.80})") from err
 
 
 def _load(raw: Any, where: str) -> Any:
@@ -100,6 +124,10 @@ def _load(raw: Any, where: str) -> Any:
             return json.loads(raw)
         except json.JSONDecodeError as err:
             raise BadEventError(f"{where}: not JSON ({err.msg} at char {err.pos})") from err
+        except RecursionError as err:
+            raise BadEventError(f"{where}: JSON nested too deeply to be an S3 event") from err
+        except ValueError as err:  # an integer with more digits than Python converts
+            raise BadEventError(f"{where}: not JSON (a number with too many digits)") from err
     return raw
 
 
@@ -140,7 +168,7 @@ def _parse(obj: Any, encoded: bool, depth: int, where: str) -> Parsed:
         return _parse(
             _load(_text(obj, "Body", where), f"{where}.Body"), encoded, depth + 1, f"{where}.Body"
         )
-    hint = ", ".join(sorted(map(str, obj.keys()))[:8])
+    hint = ", ".join(_quote(k) for k in sorted(map(str, obj.keys()))[:8])
     raise BadEventError(f"{where}: unknown event shape (keys: {hint or 'none'})")
 
 
@@ -161,7 +189,7 @@ def _record(record: Any, encoded: bool, depth: int, where: str) -> Parsed:
             _load(message, f"{where}.Sns.Message"), encoded, depth + 1, f"{where}.Sns.Message"
         )
     source = record.get("eventSource") or record.get("EventSource")
-    raise BadEventError(f"{where}: unknown record (eventSource {source!r})")
+    raise BadEventError(f"{where}: unknown record (eventSource {_quote(source)})")
 
 
 def _text(obj: Mapping[str, Any], name: str, where: str) -> Any:
@@ -184,7 +212,7 @@ def _eventbridge(obj: Mapping[str, Any], encoded: bool, where: str) -> Parsed:
     else:
         raise BadEventError(f"{where}.detail-type: expected a string")
     detail = _mapping(obj, "detail", where)
-    bucket = _string(
+    bucket = _bucket(
         _mapping(detail, "bucket", f"{where}.detail"), "name", f"{where}.detail.bucket"
     )
     target = _mapping(detail, "object", f"{where}.detail")
@@ -215,13 +243,13 @@ def _s3_record(record: Mapping[str, Any], where: str) -> Parsed:
     else:
         return Parsed(ignored=Counter({IGNORED_TYPE: 1}))
     s3 = _mapping(record, "s3", where)
-    bucket = _string(_mapping(s3, "bucket", f"{where}.s3"), "name", f"{where}.s3.bucket")
+    bucket = _bucket(_mapping(s3, "bucket", f"{where}.s3"), "name", f"{where}.s3.bucket")
     target = _mapping(s3, "object", f"{where}.s3")
     key = unquote_plus(_string(target, "key", f"{where}.s3.object"))
     event_id = None
     response = record.get("responseElements")
     if isinstance(response, Mapping) and isinstance(response.get("x-amz-request-id"), str):
-        event_id = response["x-amz-request-id"]
+        event_id = _optional_str(response, "x-amz-request-id", f"{where}.responseElements")
     event = ObjectEvent(
         bucket=bucket,
         key=_check_key(key, f"{where}.s3.object.key"),
@@ -250,7 +278,14 @@ def _string(obj: Mapping[str, Any], name: str, where: str) -> str:
     if value is None:
         raise BadEventError(f"{where}: missing {name}")
     if not isinstance(value, str) or not value:
-        raise BadEventError(f"{where}.{name}: expected a non-empty string, got {value!r:.60}")
+        raise BadEventError(f"{where}.{name}: expected a non-empty string, got {_quote(value)}")
+    return value
+
+
+def _bucket(obj: Mapping[str, Any], name: str, where: str) -> str:
+    value = _string(obj, name, where)
+    if len(value) > 255 or any(c in value for c in "/\r\n") or _UNSTORABLE.search(value):
+        raise BadEventError(f"{where}.{name}: not a bucket name: {_quote(value)}")
     return value
 
 
@@ -260,6 +295,9 @@ def _optional_str(obj: Mapping[str, Any], name: str, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadEventError(f"{where}.{name}: expected a string, got {type(value).__name__}")
+    if len(value) > MAX_FIELD_CHARS:
+        raise BadEventError(f"{where}.{name}: {len(value)} characters, more than {MAX_FIELD_CHARS}")
+    _check_storable(value, f"{where}.{name}")
     return value
 
 
@@ -267,25 +305,54 @@ def _optional_int(obj: Mapping[str, Any], name: str, where: str) -> int | None:
     value = obj.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadEventError(f"{where}.{name}: expected a whole number of bytes, got {value!r:.40}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
+        raise BadEventError(
+            f"{where}.{name}: expected a whole number of bytes, got {_quote(value, 40)}"
+        )
     return value
 
 
 def _time(value: Any, where: str) -> datetime:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int | float) and not isinstance(value, bool):
         # Some emulators (moto) put epoch seconds where AWS puts an RFC 3339 string.
-        return datetime.fromtimestamp(value, UTC)
-    if not isinstance(value, str):
+        if not math.isfinite(value) or not (
+            EARLIEST_TIME.timestamp() <= value < LATEST_TIME.timestamp()
+        ):
+            raise BadEventError(f"{where}: epoch seconds {_quote(value, 40)} out of range")
+        moment = datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str):
+        try:
+            moment = parse_time(value)
+        except OverflowError as err:  # its UTC offset moves it out of datetime's range
+            raise BadEventError(f"{where}: {_quote(value, 40)} is out of range in UTC") from err
+        except ValueError as err:
+            raise BadEventError(f"{where}: not an RFC 3339 time: {_quote(value, 40)}") from err
+    else:
         raise BadEventError(f"{where}: missing or not a string (an RFC 3339 time is required)")
-    try:
-        return parse_time(value)
-    except ValueError as err:
-        raise BadEventError(f"{where}: not an RFC 3339 time: {value!r:.40}") from err
+    if not EARLIEST_TIME <= moment < LATEST_TIME:
+        raise BadEventError(
+            f"{where}: {_quote(value, 40)} is outside the years "
+            f"{EARLIEST_TIME.year}-{LATEST_TIME.year - 1} the emitter accepts"
+        )
+    return moment
 
 
 def _check_key(key: str, where: str) -> str:
-    size = len(key.encode("utf-8", "surrogatepass"))
+    _check_storable(key, where)
+    size = len(key.encode("utf-8"))
     if size > MAX_KEY_BYTES:
         raise BadEventError(f"{where}: {size} bytes, longer than S3's {MAX_KEY_BYTES}-byte limit")
     return key
+
+
+def _check_storable(text: str, where: str) -> None:
+    bad = _UNSTORABLE.search(text)
+    if bad is not None:
+        what = "a NUL character" if bad.group() == "\x00" else "a lone surrogate (not UTF-8)"
+        raise BadEventError(f"{where}: contains {what} at position {bad.start()}")
+
+
+def _quote(value: Any, limit: int = 60) -> str:
+    """A value shown in a one-line reason: repr (escapes newlines, NULs, surrogates), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

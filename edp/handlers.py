@@ -11,7 +11,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -34,6 +34,9 @@ from edp.store.base import DROPPED_PREFIX
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "edp")
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "EDP"), service=SERVICE)
+# Publishing stops this long before the invocation's timeout: the PutEvents call in flight ends
+# and its chunk is marked published before the Lambda is stopped; the rest waits, claimable.
+PUBLISH_MARGIN = timedelta(seconds=10)
 
 
 @dataclass
@@ -78,6 +81,7 @@ def build_runtime(clock: Clock = utc_now) -> Runtime:
         lambda: boto3.client("events"),
         settings.event_bus,
         sns_client=lambda: boto3.client("sns"),
+        sts_client=lambda: boto3.client("sts"),
         topic_arn=settings.sns_topic_arn,
         rule_of=emitter.rule_name,
     )
@@ -93,14 +97,16 @@ def store_in_db(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not _is_sqs_batch(event):
         # Invoked directly by an EventBridge rule (or an S3 notification): one message.
         parsed = parse_message(event, eventbridge_keys_encoded=encoded)
-        _ingest(rt, [parsed])
+        _ingest(rt, [parsed], context)
         return {"stored": len(parsed.events)}
 
-    collected: list[Parsed] = []
+    collected: list[tuple[str, Parsed]] = []
 
     def record_handler(record: SQSRecord) -> None:
         try:
-            collected.append(parse_message(record.body, eventbridge_keys_encoded=encoded))
+            collected.append(
+                (record.message_id, parse_message(record.body, eventbridge_keys_encoded=encoded))
+            )
         except BadEventError as err:
             logger.warning(
                 "rejected message", extra={"message_id": record.message_id, "error": str(err)}
@@ -110,10 +116,16 @@ def store_in_db(event: dict[str, Any], context: Any) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     with processor(records=event["Records"], handler=record_handler):
         processor.process()
-    metrics.add_metric("RejectedMessages", MetricUnit.Count, len(processor.fail_messages))
-    # One transaction for every good message: if it fails, the whole batch is retried by SQS.
-    _ingest(rt, collected)
-    return dict(processor.response())
+    failures = [dict(item) for item in processor.response()["batchItemFailures"]]
+    # One transaction for every good message; a message the store refuses fails alone (and if
+    # the store is down, the exception fails the whole batch, which SQS then retries).
+    unstored = _ingest(rt, [parsed for _, parsed in collected], context)
+    for index in unstored:
+        message_id = collected[index][0]
+        logger.warning("message not stored", extra={"message_id": message_id})
+        failures.append({"itemIdentifier": message_id})
+    metrics.add_metric("RejectedMessages", MetricUnit.Count, len(failures))
+    return {"batchItemFailures": failures}
 
 
 def _is_sqs_batch(event: dict[str, Any]) -> bool:
@@ -125,14 +137,20 @@ def _is_sqs_batch(event: dict[str, Any]) -> bool:
     )
 
 
-def _ingest(rt: Runtime, parsed: list[Parsed]) -> None:
+def _ingest(rt: Runtime, parsed: list[Parsed], context: Any) -> list[int]:
+    """Store the messages; the indexes of those the store refused (see Emitter.ingest_isolated)."""
+    if not parsed:
+        return []
     now = rt.clock()
-    outcome = rt.emitter.ingest(parsed, arrived=now)
+    outcome, unstored = rt.emitter.ingest_isolated(parsed, arrived=now)
     record_ingest_metrics(outcome.counters, parsed, now)
     record_emission_metrics(outcome.emissions)
     if outcome.emissions:
         # Count- and marker-triggered batches go out now, not at the next scheduled sweep.
-        record_publish_metrics(publish_pending(rt.store, rt.publisher, rt.clock))
+        record_publish_metrics(
+            publish_pending(rt.store, rt.publisher, rt.clock, deadline=_deadline(rt, context))
+        )
+    return unstored
 
 
 @logger.inject_lambda_context
@@ -142,7 +160,7 @@ def emit_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
     rt = runtime()
     now = rt.clock()
     closed = rt.emitter.close_due(now)
-    report = publish_pending(rt.store, rt.publisher, rt.clock)
+    report = publish_pending(rt.store, rt.publisher, rt.clock, deadline=_deadline(rt, context))
     record_emission_metrics(closed)
     record_publish_metrics(report)
     purged = rt.store.purge(now, rt.emitter.rules.dedupe_window)
@@ -169,6 +187,14 @@ def emit_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "open": len(open_batches),
         "purged": purged,
     }
+
+
+def _deadline(rt: Runtime, context: Any) -> datetime | None:
+    """When publishing must stop in this invocation: its remaining time less PUBLISH_MARGIN."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    return rt.clock() + timedelta(milliseconds=remaining()) - PUBLISH_MARGIN
 
 
 def record_ingest_metrics(counters: Counter[str], parsed: list[Parsed], now: datetime) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from edp.clock import Clock, rfc3339, utc_now, whole_seconds
@@ -20,7 +21,15 @@ DETAIL_TYPE = "package-objects-ready"
 DETAIL_VERSION = "0.1"
 MAX_ATTEMPTS = 5
 FIRST_BACKOFF = 0.2  # seconds; doubles on every retry
-CLAIM_LEASE = timedelta(minutes=2)  # another emitter may re-send a batch claimed longer ago
+CLAIM_LIMIT = 100  # batches claimed at once: ten PutEvents calls
+# How long one claim may be published for: its batches are sent within this, or given back.
+CLAIM_BUDGET = timedelta(seconds=30)
+# A claim's lease outlives the time allowed to publish it by this much, so a PutEvents call still
+# in flight at the deadline (botocore's read timeout is 60 s) ends before anyone else may re-send.
+LEASE_MARGIN = timedelta(seconds=90)
+CLAIM_LEASE = CLAIM_BUDGET + LEASE_MARGIN  # the longest lease any claim gets
+DEFAULT_ACCOUNT = "000000000000"  # what `edp simulate` prints: there is no deployment
+DEFAULT_REGION = "us-east-1"
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +66,18 @@ def put_events_entry(emission: Emission, event_bus: str, rule: str | None = None
 def eventbridge_event(
     emission: Emission,
     *,
-    account: str = "000000000000",
-    region: str = "us-east-1",
+    account: str = DEFAULT_ACCOUNT,
+    region: str = DEFAULT_REGION,
+    event_id: str | None = None,
     rule: str | None = None,
 ) -> dict[str, Any]:
-    """The whole event as EventBridge delivers it (what `edp simulate` prints and SNS carries)."""
+    """The whole event as EventBridge delivers it (what `edp simulate` prints and SNS carries).
+
+    ``event_id`` is the id the bus assigned (PutEvents returns it); without one, the batch id.
+    """
     return {
         "version": "0",
-        "id": emission.batch_id,
+        "id": event_id or emission.batch_id,
         "detail-type": DETAIL_TYPE,
         "source": SOURCE,
         "account": account,
@@ -80,6 +93,11 @@ class PublishReport:
     published: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     sns_failures: int = 0
+    deferred: int = 0  # claimed but not attempted before the deadline or a stop: given back
+
+
+def _never() -> bool:
+    return False
 
 
 class Publisher:
@@ -91,15 +109,18 @@ class Publisher:
         event_bus: str,
         *,
         sns_client: Callable[[], Any] | None = None,
+        sts_client: Callable[[], Any] | None = None,
         topic_arn: str | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Any] = time.sleep,
         max_attempts: int = MAX_ATTEMPTS,
         rule_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self._events_factory = events_client
         self._sns_factory = sns_client
+        self._sts_factory = sts_client
         self._events: Any = None
         self._sns: Any = None
+        self._origin: tuple[str, str] | None = None
         self.event_bus = event_bus
         self.topic_arn = topic_arn
         self.sleep = sleep
@@ -116,18 +137,36 @@ class Publisher:
         return self._events
 
     def publish(self, emissions: Sequence[Emission]) -> PublishReport:
+        """Send every emission (chunks of 10, each retried up to ``max_attempts`` times)."""
         report = PublishReport()
         for start in range(0, len(emissions), PUT_EVENTS_MAX_ENTRIES):
             chunk = list(emissions[start : start + PUT_EVENTS_MAX_ENTRIES])
-            done, failed = self._put_chunk(chunk)
+            done, failed, sns_failures = self.send(chunk)
             report.published.extend(e.batch_id for e in done)
             report.failed.extend(e.batch_id for e in failed)
-            if self.topic_arn and done:
-                report.sns_failures += self._notify(done)
+            report.sns_failures += sns_failures
         return report
 
-    def _put_chunk(self, chunk: list[Emission]) -> tuple[list[Emission], list[Emission]]:
-        done: list[Emission] = []
+    def send(
+        self,
+        chunk: Sequence[Emission],
+        *,
+        time_left: Callable[[], float] = lambda: math.inf,
+        stop: Callable[[], bool] = _never,
+    ) -> tuple[list[Emission], list[Emission], int]:
+        """One PutEvents chunk (at most 10), then its SNS copies: (accepted, failed, SNS failures).
+
+        Failed entries are retried with backoff while ``time_left()`` allows the wait and
+        ``stop()`` is false; a stop or a deadline never interrupts a call in flight.
+        """
+        accepted, failed = self._put_chunk(list(chunk), time_left, stop)
+        sns_failures = self._notify(accepted) if self.topic_arn and accepted else 0
+        return [e for e, _ in accepted], failed, sns_failures
+
+    def _put_chunk(
+        self, chunk: list[Emission], time_left: Callable[[], float], stop: Callable[[], bool]
+    ) -> tuple[list[tuple[Emission, str]], list[Emission]]:
+        done: list[tuple[Emission, str]] = []
         todo = chunk
         delay = FIRST_BACKOFF
         for attempt in range(1, self.max_attempts + 1):
@@ -142,25 +181,51 @@ class Publisher:
             retry = []
             for emission, result in zip(todo, results, strict=False):
                 if result.get("EventId") and not result.get("ErrorCode"):
-                    done.append(emission)
+                    done.append((emission, str(result["EventId"])))
                 else:
                     retry.append(emission)
             retry.extend(todo[len(results) :])
             if not retry:
                 return done, []
             todo = retry
-            if attempt < self.max_attempts:
-                self.sleep(delay)
-                delay *= 2
+            if attempt == self.max_attempts or stop() or time_left() <= delay:
+                break
+            self.sleep(delay)
+            delay *= 2
+            if stop():
+                break
         logger.error("%d event(s) not accepted by EventBridge; kept for the next sweep", len(todo))
         return done, todo
 
-    def _notify(self, emissions: list[Emission]) -> int:
+    def origin(self) -> tuple[str, str]:
+        """(account, region) of the deployment, as the bus puts them in every event: the region
+        of the EventBridge client and the account STS names; asked once, when first needed."""
+        if self._origin is None:
+            events = self._events_client()
+            region = getattr(getattr(events, "meta", None), "region_name", None) or DEFAULT_REGION
+            try:
+                sts = self._sts_factory() if self._sts_factory else _sts_like(events)
+                account = str(sts.get_caller_identity()["Account"])
+            except Exception as err:  # the copy still goes out; only its account is unknown
+                logger.warning("cannot tell the AWS account (STS GetCallerIdentity): %s", err)
+                return DEFAULT_ACCOUNT, region
+            self._origin = (account, region)
+        return self._origin
+
+    def _notify(self, accepted: list[tuple[Emission, str]]) -> int:
         if self._sns is None and self._sns_factory is not None:
             self._sns = self._sns_factory()
+        account, region = self.origin()
         failures = 0
-        for emission in emissions:
-            event = eventbridge_event(emission, rule=self.rule_for(emission))
+        for emission, event_id in accepted:
+            # The copy is the event the bus delivered: same id, account, region and time.
+            event = eventbridge_event(
+                emission,
+                account=account,
+                region=region,
+                event_id=event_id,
+                rule=self.rule_for(emission),
+            )
             body = json.dumps(event, ensure_ascii=False)
             for attempt in range(1, self.max_attempts + 1):
                 try:
@@ -179,22 +244,66 @@ class Publisher:
         return failures
 
 
+def _sts_like(events: Any) -> Any:
+    """An STS client in the EventBridge client's region, and at its endpoint when that is an
+    emulator's (a non-AWS endpoint serves every service), for callers that pass no STS factory."""
+    import boto3
+
+    endpoint = getattr(events.meta, "endpoint_url", None)
+    custom = endpoint if endpoint and "amazonaws.com" not in endpoint else None
+    return boto3.session.Session().client(
+        "sts", region_name=events.meta.region_name, endpoint_url=custom
+    )
+
+
 def publish_pending(
-    store: BatchStore, publisher: Publisher, clock: Clock = utc_now, *, limit: int = 500
+    store: BatchStore,
+    publisher: Publisher,
+    clock: Clock = utc_now,
+    *,
+    deadline: datetime | None = None,
+    stop: Callable[[], bool] = _never,
+    limit: int = CLAIM_LIMIT,
 ) -> PublishReport:
-    """Claim the outbox, publish, and record the outcome; unpublished batches stay for next time."""
+    """Claim the outbox and publish it until it is empty, ``deadline`` comes, or ``stop()``.
+
+    Each PutEvents chunk is marked published as soon as the bus accepts it, so a crash re-sends at
+    most the chunk in flight. A claim is published for at most CLAIM_BUDGET (and never past the
+    deadline) under a lease LEASE_MARGIN longer, so no other emitter takes over a batch that may
+    still be on its way; what was not attempted in time is given back for the next sweep. When a
+    chunk still fails after its retries, the bus is failing: the sweep stops there.
+    """
     total = PublishReport()
-    while True:
-        claimed = store.claim_pending(clock(), CLAIM_LEASE, limit=limit)
+    while not stop():
+        now = clock()
+        until = now + CLAIM_BUDGET if deadline is None else min(deadline, now + CLAIM_BUDGET)
+        if until <= now:
+            return total
+        claimed = store.claim_pending(now, (until - now) + LEASE_MARGIN, limit=limit)
         if not claimed:
             return total
-        report = publisher.publish(claimed)
-        if report.published:
-            store.mark_published(report.published, clock())
-        if report.failed:
-            store.release(report.failed)
-        total.published.extend(report.published)
-        total.failed.extend(report.failed)
-        total.sns_failures += report.sns_failures
-        if report.failed or len(claimed) < limit:
+
+        def time_left(until: datetime = until) -> float:
+            return (until - clock()).total_seconds()
+
+        for start in range(0, len(claimed), PUT_EVENTS_MAX_ENTRIES):
+            chunk = claimed[start : start + PUT_EVENTS_MAX_ENTRIES]
+            if stop() or time_left() <= 0:
+                rest = [e.batch_id for e in claimed[start:]]
+                store.release(rest)
+                total.deferred += len(rest)
+                return total
+            done, failed, sns_failures = publisher.send(chunk, time_left=time_left, stop=stop)
+            if done:
+                store.mark_published([e.batch_id for e in done], clock())
+                total.published.extend(e.batch_id for e in done)
+            total.sns_failures += sns_failures
+            if failed:
+                total.failed.extend(e.batch_id for e in failed)
+                rest = [e.batch_id for e in claimed[start + PUT_EVENTS_MAX_ENTRIES :]]
+                store.release([e.batch_id for e in failed] + rest)
+                total.deferred += len(rest)
+                return total
+        if len(claimed) < limit:
             return total
+    return total

@@ -36,7 +36,7 @@ from edp.core import Emission
 from edp.emitter import Emitter
 from edp.errors import BadEventError, EdpError
 from edp.events import Parsed, parse_message
-from edp.publisher import CLAIM_LEASE, Publisher, PublishReport, publish_pending
+from edp.publisher import CLAIM_LEASE, CLAIM_LIMIT, Publisher, PublishReport, publish_pending
 from edp.settings import Settings, redact_url
 from edp.store import BatchStore, open_store
 from edp.store.base import DROPPED_PREFIX
@@ -52,6 +52,11 @@ FIRST_ERROR_BACKOFF = 1.0  # seconds after a failed receive or store; doubles up
 MAX_ERROR_BACKOFF = 30.0
 SHORT_POLL_PAUSE = 1.0  # seconds between empty receives with --poll-wait 0, so it does not spin
 EXIT_INTERRUPTED = 130  # a second stop signal: exit at once, as a shell does after Ctrl-C
+# How long one sweep may publish before it closes due batches again and lets a stop through; the
+# rest of a large outbox stays claimable for the next sweep.
+SWEEP_BUDGET = timedelta(seconds=20)
+# After a stop, the last sweep publishes for at most this long, one attempt per chunk.
+FINAL_SWEEP_BUDGET = timedelta(seconds=5)
 
 logger = logging.getLogger(__name__)
 
@@ -91,13 +96,13 @@ class ReportingPublisher(Publisher):
         super().__init__(*args, **kwargs)
         self.on_published = on_published
 
-    def publish(self, emissions: Sequence[Emission]) -> PublishReport:
-        report = super().publish(emissions)
-        done = set(report.published)
-        for emission in emissions:
-            if emission.batch_id in done:
-                self.on_published(emission)
-        return report
+    def send(
+        self, chunk: Sequence[Emission], **kwargs: Any
+    ) -> tuple[list[Emission], list[Emission], int]:
+        done, failed, sns_failures = super().send(chunk, **kwargs)
+        for emission in done:
+            self.on_published(emission)
+        return done, failed, sns_failures
 
 
 class Service:
@@ -116,7 +121,7 @@ class Service:
         stop: threading.Event | None = None,
         poll_wait: int = 10,
         exclusive_store: bool = False,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Any] | None = None,
         s3_client: Callable[[], Any] | None = None,
     ) -> None:
         """``exclusive_store``: no other process uses the store (SQLite), so claims left by a
@@ -136,7 +141,8 @@ class Service:
             settings.event_bus,
             sns_client=sns_client,
             topic_arn=settings.sns_topic_arn,
-            sleep=sleep,
+            # Retry back-offs end at once on a stop request (the default).
+            sleep=sleep if sleep is not None else self.stop.wait,
             on_published=self._log_published,
             rule_of=self.emitter.rule_name,
         )
@@ -219,11 +225,22 @@ class Service:
         if not good:
             return len(messages)
         try:
-            outcome = self.emitter.ingest(parsed, arrived=self.clock())
+            outcome, unstored = self.emitter.ingest_isolated(parsed, arrived=self.clock())
         except Exception:
             with self._stats_lock:
                 self.stats.store_failures += 1
             raise
+        if unstored:
+            # The store refused these alone: like bad messages, they stay for the dead-letter queue.
+            for index in unstored:
+                logger.warning(
+                    "message %s could not be stored (left on the queue for its dead-letter queue)",
+                    good[index].get("MessageId", "?"),
+                )
+            keep = [i for i in range(len(good)) if i not in set(unstored)]
+            good, parsed = [good[i] for i in keep], [parsed[i] for i in keep]
+            with self._stats_lock:
+                self.stats.rejected += len(unstored)
         with self._stats_lock:
             self.stats.stored += len(good)
             self.stats.events.update(outcome.counters)
@@ -274,8 +291,12 @@ class Service:
         return deleted
 
     # --- the emitter thread -------------------------------------------------------------
-    def sweep(self) -> PublishReport:
-        """Close every due batch, publish the outbox, and purge expired dedupe state hourly."""
+    def sweep(self, final: bool = False) -> PublishReport:
+        """Close every due batch, publish the outbox, and purge expired dedupe state hourly.
+
+        Publishing lasts at most SWEEP_BUDGET and ends early on a stop request; the ``final``
+        sweep after a stop publishes for at most FINAL_SWEEP_BUDGET, one attempt per chunk.
+        """
         now = self.clock()
         closed = self.emitter.close_due(now)
         for emission in closed:
@@ -286,7 +307,22 @@ class Service:
                 emission.trigger,
                 emission.batch_id,
             )
-        report = publish_pending(self.store, self.publisher, self.clock)
+        if final:
+            attempts, self.publisher.max_attempts = self.publisher.max_attempts, 1
+            try:
+                report = publish_pending(
+                    self.store, self.publisher, self.clock, deadline=now + FINAL_SWEEP_BUDGET
+                )
+            finally:
+                self.publisher.max_attempts = attempts
+        else:
+            report = publish_pending(
+                self.store,
+                self.publisher,
+                self.clock,
+                deadline=now + SWEEP_BUDGET,
+                stop=self.stop.is_set,
+            )
         with self._stats_lock:
             self.stats.publish_failures += len(report.failed) + report.sns_failures
         if self._last_purge is None or now - self._last_purge >= PURGE_EVERY:
@@ -310,8 +346,9 @@ class Service:
             self._wake.clear()
             finishing = self._finishing.is_set()
             try:
-                self.sweep()
-                wait = self.seconds_until_next_sweep()
+                report = self.sweep(final=finishing)
+                # A sweep that ran out of time leaves work: go again at once.
+                wait = 0.0 if report.deferred else self.seconds_until_next_sweep()
                 backoff = FIRST_ERROR_BACKOFF
             except Exception as err:
                 # A store or network failure: closed batches stay in the outbox; try again later.
@@ -330,15 +367,16 @@ class Service:
         taking them back now re-publishes those batches (same batch_id) without waiting.
         """
         horizon = self.clock() + CLAIM_LEASE  # every lease taken before now has expired by then
-        reclaimed = 0
+        # Claim everything first (each claim takes rows the previous ones did not), then give it
+        # all back: releasing as it goes would hand the same rows to the next claim, forever.
+        taken: list[str] = []
         while True:
-            claimed = self.store.claim_pending(horizon, timedelta(0), limit=500)
-            if not claimed:
+            claimed = self.store.claim_pending(horizon, CLAIM_LEASE, limit=CLAIM_LIMIT * 5)
+            taken.extend(e.batch_id for e in claimed)
+            if len(claimed) < CLAIM_LIMIT * 5:
                 break
-            self.store.release([e.batch_id for e in claimed])
-            reclaimed += len(claimed)
-            if len(claimed) < 500:
-                break
+        self.store.release(taken)
+        reclaimed = len(taken)
         if reclaimed:
             logger.info(
                 "%d batch(es) were closed but not published before; sending them", reclaimed

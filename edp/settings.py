@@ -36,6 +36,10 @@ DEFAULT_DEDUPE_WINDOW = (
     24 * 3600
 )  # duplicates are recognised for a day after their batch is emitted
 DEFAULT_EVENT_BUS = "default"
+# Largest whole-number setting (8 digits; as seconds, about 3 years). Durations are bounded so
+# that no due time or dedupe expiry computed from an accepted event time (edp.events) can
+# overflow; the template's parameters allow exactly 1 to this (tests/deploy checks they agree).
+MAX_WHOLE_NUMBER = 99_999_999
 
 # S3 bucket naming rules (general purpose buckets): 3-63 chars, lowercase, digits, dots, hyphens.
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -69,18 +73,19 @@ def _check_bucket(name: str) -> None:
         )
 
 
-def _positive_int(name: str, value: object) -> int:
+def _positive_int(name: str, value: object, maximum: int = MAX_WHOLE_NUMBER) -> int:
+    allowed = f"a whole number from 1 to {maximum}"
     if isinstance(value, bool):
-        raise SettingsError(name, value, "a whole number >= 1")
+        raise SettingsError(name, value, allowed)
     if isinstance(value, int):
         number = value
     else:
         text = str(value).strip()
-        if not re.fullmatch(r"\+?\d+", text):
-            raise SettingsError(name, value, "a whole number >= 1")
+        if not re.fullmatch(r"\+?\d{1,30}", text):
+            raise SettingsError(name, value, allowed)
         number = int(text)
-    if number < 1:
-        raise SettingsError(name, value, "a whole number >= 1")
+    if not 1 <= number <= maximum:
+        raise SettingsError(name, value, allowed)
     return number
 
 
@@ -134,7 +139,11 @@ class Settings:
             object.__setattr__(
                 self, "max_age", _positive_int("BucketThresholdMaxAge", self.max_age)
             )
-        object.__setattr__(self, "dedupe_window", _positive_int("DedupeWindow", self.dedupe_window))
+        object.__setattr__(
+            self,
+            "dedupe_window",
+            _positive_int("DedupeWindow", self.dedupe_window),
+        )
         if not self.event_bus or len(self.event_bus) > 256:
             raise SettingsError("EventBusName", self.event_bus, "a bus name or ARN, 1-256 chars")
         if self.sns_topic_arn is not None and not self.sns_topic_arn.startswith("arn:"):
@@ -201,8 +210,15 @@ class Settings:
         return cls(**values)
 
 
+# A password given as a parameter: ``password=`` (or ``sslpassword=``) in a URL's query or in a
+# libpq key=value string (``host=db password=secret``, values possibly quoted: ``password='a b'``).
+_PASSWORD_PARAM = re.compile(
+    r"((?:^|[\s?&])(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]*)", re.IGNORECASE
+)
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to log or print): in the user part
-    and in a ``password=`` query parameter."""
+    """The URL or libpq connection string with every password replaced by ``***`` (safe to log
+    or print): in a URL's user part, and in any ``password=`` parameter, quoted or not."""
     masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", masked, flags=re.IGNORECASE)
+    return _PASSWORD_PARAM.sub(r"\1***", masked)

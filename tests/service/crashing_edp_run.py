@@ -14,11 +14,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from edp.cli import main
 from edp.core import Emission
 from edp.emitter import Emitter
-from edp.publisher import Publisher, PublishReport
+from edp.publisher import Publisher
 
 
 def die() -> None:
@@ -26,7 +27,7 @@ def die() -> None:
 
 
 def install(point: str) -> None:
-    close_due, publish = Emitter.close_due, Publisher.publish
+    close_due, send = Emitter.close_due, Publisher.send
 
     def close_then_die(self: Emitter, now: datetime) -> list[Emission]:
         closed = close_due(self, now)
@@ -34,20 +35,24 @@ def install(point: str) -> None:
             die()
         return closed
 
-    def die_instead_of_publishing(self: Publisher, emissions: Sequence[Emission]) -> PublishReport:
+    def die_instead_of_publishing(
+        self: Publisher, chunk: Sequence[Emission], **kwargs: Any
+    ) -> tuple[list[Emission], list[Emission], int]:
         die()
         raise AssertionError("unreachable")
 
-    def publish_then_die(self: Publisher, emissions: Sequence[Emission]) -> PublishReport:
-        report = publish(self, emissions)
-        if report.published:
+    def publish_then_die(
+        self: Publisher, chunk: Sequence[Emission], **kwargs: Any
+    ) -> tuple[list[Emission], list[Emission], int]:
+        done, failed, sns_failures = send(self, chunk, **kwargs)
+        if done:
             die()
-        return report
+        return done, failed, sns_failures
 
     patches = {
         "after-close": (Emitter, "close_due", close_then_die),
-        "before-put": (Publisher, "publish", die_instead_of_publishing),
-        "after-put": (Publisher, "publish", publish_then_die),
+        "before-put": (Publisher, "send", die_instead_of_publishing),
+        "after-put": (Publisher, "send", publish_then_die),
     }
     owner, name, replacement = patches[point]
     setattr(owner, name, replacement)

@@ -249,7 +249,7 @@ def test_a_claim_left_by_a_dead_process(aws: Pipeline, store: SqliteStore, exclu
         # A shared store: the lease is respected, and the batch goes out once it expires.
         assert aws.published() == []
         clock.advance(CLAIM_LEASE.total_seconds())
-        service.sweep()
+        service.sweep(final=True)  # a stopped service publishes only in its final sweep
         assert [e["detail"]["batch_id"] for e in aws.published()] == [claimed.batch_id]
 
 
