@@ -27,7 +27,7 @@ def read_messages(text: str) -> Iterator[tuple[int, Any]]:
     if stripped.startswith("["):
         try:
             document = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not one array (or too deep): read it line by line
             document = None
         if isinstance(document, list):
             yield from enumerate(document, start=1)
