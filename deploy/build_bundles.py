@@ -117,7 +117,7 @@ def bundle_specs(pyproject: Path = REPO_ROOT / "pyproject.toml") -> dict[str, Bu
         "emitter": BundleSpec(
             name="emitter",
             packages=("edp",),
-            requirements=runtime_requirements([*base, *postgres]),
+            requirements=runtime_requirements([*base, *postgres, *extras.get("rules", [])]),
         ),
         "consumer": BundleSpec(
             name="consumer",

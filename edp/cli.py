@@ -1,4 +1,4 @@
-"""The `edp` command line: simulate, run, status, redrive and demo."""
+"""The `edp` command line: simulate, run, backfill, status, redrive and demo."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ Settings come from flags, else from env vars (EDP_BUCKET_NAME, EDP_BUCKET_IGNORE
 EDP_BUCKET_PREFIX_DEPTH, EDP_BUCKET_THRESHOLD_DURATION, EDP_BUCKET_THRESHOLD_EVENT_COUNT,
 EDP_EVENT_BUS_NAME, EDP_SNS_TOPIC_ARN, EDP_DATABASE_URL, EDP_MARKER_FILES,
 EDP_BUCKET_THRESHOLD_MAX_AGE, EDP_DEDUPE_WINDOW, EDP_EVENTBRIDGE_KEYS_ENCODED,
-EDP_EVENT_IDS_RELIABLE), else defaults.
+EDP_EVENT_IDS_RELIABLE, EDP_RULES), else defaults.
 """
 
 
@@ -107,6 +107,12 @@ def _settings_flags(parser: argparse.ArgumentParser, *, db_help: str) -> None:
     group.add_argument(
         "--sns-topic-arn", metavar="ARN", help="also publish to this topic [EDP_SNS_TOPIC_ARN]"
     )
+    group.add_argument(
+        "--rules",
+        metavar="FILE",
+        help="rules per key prefix (YAML or JSON; a path or s3://bucket/key): depth and "
+        "thresholds per instrument, see docs/rules.md [EDP_RULES]",
+    )
     group.add_argument("--db", metavar="URL", help=db_help)
 
 
@@ -125,6 +131,7 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         "database_url": args.db,
         "eventbridge_keys_encoded": False if args.eventbridge_keys_unencoded else None,
         "event_ids_reliable": False if args.event_ids_unreliable else None,
+        "rules": args.rules,
     }
     overrides.update(extra)
     if isinstance(overrides["buckets"], tuple):
@@ -232,6 +239,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
+    backfill = sub.add_parser(
+        "backfill",
+        help="publish one package-objects-ready per prefix for objects already in a bucket",
+        description="List s3://bucket[/prefix] (the folders below it concurrently), group the "
+        "objects exactly as the emitter groups their events (buckets, ignore patterns, .quilt/, "
+        "folder markers, depth, rules), and publish one package-objects-ready per prefix with "
+        'trigger "backfill" through the store\'s outbox. A prefix whose listing (keys, sizes, '
+        "ETags) has not changed gets the same batch_id, and one already in the outbox is not "
+        "sent again: an interrupted run resumes when run again. See docs/backfill.md.",
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    backfill.add_argument("uri", metavar="s3://BUCKET[/PREFIX]", help="what to backfill")
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="print the plan (prefixes, counts); publish nothing"
+    )
+    backfill.add_argument(
+        "--modified-since",
+        metavar="TIME",
+        help="only objects last modified at or after this ISO date/time (UTC by default)",
+    )
+    backfill.add_argument(
+        "--modified-until",
+        metavar="TIME",
+        help="only objects last modified before this ISO date/time (UTC by default)",
+    )
+    backfill.add_argument(
+        "--rate",
+        type=float,
+        metavar="N",
+        help="publish at most N events per second (default: no cap)",
+    )
+    backfill.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        metavar="N",
+        help="folders listed at once (default 8)",
+    )
+    backfill.add_argument("--endpoint-url", help="AWS endpoint for an emulator")
+    backfill.add_argument("--region", help="AWS region (default: from the environment)")
+    _settings_flags(backfill, db_help="store URL (its outbox is the journal) [EDP_DATABASE_URL]")
+    backfill.set_defaults(func=cmd_backfill)
+
     status = sub.add_parser(
         "status",
         help="show open batches and counters",
@@ -293,6 +344,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edp-simulate-") as tmp:
         default_db = f"sqlite:///{Path(tmp) / 'simulate.sqlite'}"
         settings = settings_from_args(args, database_url=args.db or default_db)
+        ruleset = None
+        if settings.rules:
+            from edp.rules_file import load_rules
+
+            # Checked before reading the input: a bad rules file is a start-up error.
+            ruleset = load_rules(settings.rules, settings)
         with contextlib.ExitStack() as opened:
             if args.file == "-":
                 source: IO[bytes] = sys.stdin.buffer
@@ -309,7 +366,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 durable=args.db is not None,
             )
             opened.callback(store.close)
-            return simulate(source, Emitter(settings, store), sys.stdout, sys.stderr)
+            return simulate(
+                source, Emitter(settings, store, ruleset=ruleset), sys.stdout, sys.stderr
+            )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -355,6 +414,59 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         )
     print(report.summary())
     return 1 if report.send_failures else 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from edp.backfill import Progress, describe_plan, parse_time, publish_summary, run_backfill
+    from edp.emitter import build_scope
+    from edp.publisher import Publisher
+    from edp.rules_file import load_rules
+    from edp.service import client_factory
+    from edp.store import open_store
+
+    settings = settings_from_args(args)
+    if args.concurrency < 1:
+        raise SettingsError("--concurrency", args.concurrency, "a whole number >= 1")
+    since = parse_time("--modified-since", args.modified_since)
+    until = parse_time("--modified-until", args.modified_until)
+    endpoint = endpoint_url(args.endpoint_url)
+    s3_factory = client_factory("s3", endpoint_url=endpoint, region=args.region)
+    ruleset = load_rules(settings.rules, settings, s3_factory) if settings.rules else None
+    scope = build_scope(settings, ruleset)
+    store = (
+        None
+        if args.dry_run
+        else open_store(settings.database_url, secret_arn=settings.database_secret_arn)
+    )
+    publisher = Publisher(
+        client_factory("events", endpoint_url=endpoint, region=args.region),
+        settings.event_bus,
+        sns_client=client_factory("sns", endpoint_url=endpoint, region=args.region),
+        topic_arn=settings.sns_topic_arn,
+        rule_of=ruleset.name_for if ruleset else None,
+    )
+    try:
+        plan, report = run_backfill(
+            args.uri,
+            scope,
+            s3=s3_factory(),
+            store=store,
+            publisher=publisher,
+            dry_run=args.dry_run,
+            modified_since=since,
+            modified_until=until,
+            rate=args.rate,
+            concurrency=args.concurrency,
+            progress=Progress(sys.stderr),
+        )
+    finally:
+        if store is not None:
+            store.close()
+    if report is None:
+        describe_plan(plan, sys.stdout)
+    else:
+        print(publish_summary(plan, report))
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from edp.events import ObjectEvent
 from edp.settings import Settings
@@ -23,6 +24,7 @@ TRIGGER_COUNT = "count"
 TRIGGER_DURATION = "duration"
 TRIGGER_MARKER = "marker"
 TRIGGER_MAX_AGE = "max-age"
+TRIGGER_BACKFILL = "backfill"  # published by `edp backfill` for objects already in the bucket
 
 # Counter names (also shown by `edp status`).
 ACCEPTED = "accepted"
@@ -31,15 +33,30 @@ STALE = "stale"
 BATCH_ID_NAMESPACE = uuid.UUID("6f1d2c1e-8a57-4bf3-9a43-5d1c0e0a7e11")
 
 
+class PrefixThresholds(Protocol):
+    """Where per-prefix thresholds come from (a rules file: :mod:`edp.rules_file`)."""
+
+    def rules_at(self, prefix: str) -> Rules: ...
+
+
 @dataclass(frozen=True)
 class Rules:
-    """The batching thresholds, as the core uses them."""
+    """The batching thresholds, as the core uses them.
+
+    With ``overrides`` (a rules file), :meth:`at` gives the thresholds of one prefix; the dedupe
+    window and the ingest clock stay global.
+    """
 
     threshold_count: int = 20
     threshold_duration: timedelta = timedelta(seconds=300)
     max_age: timedelta | None = None
     marker_patterns: tuple[re.Pattern[str], ...] = ()
     dedupe_window: timedelta = timedelta(hours=24)
+    overrides: PrefixThresholds | None = field(default=None, compare=False, repr=False)
+
+    def at(self, prefix: str) -> Rules:
+        """The thresholds for a batch of ``prefix``: its rule's, else these."""
+        return self if self.overrides is None else self.overrides.rules_at(prefix)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Rules:
@@ -172,7 +189,7 @@ def close_due(batches: Iterable[OpenBatch], now: datetime, rules: Rules) -> list
     """Emissions for every batch due at or before ``now``, in (time, bucket, prefix) order."""
     emissions = []
     for batch in batches:
-        due = rules.due(batch)
+        due = rules.at(batch.prefix).due(batch)
         if due is not None and due[0] <= now:
             emissions.append(close_batch(batch, due[0], due[1]))
     return sorted(emissions, key=emission_order)
@@ -189,7 +206,7 @@ def rescheduled(
     for batch in batches:
         if batch.batch_id in closed:
             continue
-        due = rules.due(batch)
+        due = rules.at(batch.prefix).due(batch)
         due_at = due[0] if due else None
         if due_at != batch.due_at:
             moved.append(replace(batch, due_at=due_at))
@@ -206,6 +223,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
     clock = snapshot.clock
     batches = snapshot.batches
     members = snapshot.members
+    at = rules.at
     # Identities loaded without an expiry belong to the batch open at their place when loaded; a
     # batch closed in this call starts its identities' dedupe window at once, exactly as a store
     # does when it closes a batch between two calls: so chunk boundaries never change a result.
@@ -217,8 +235,11 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
         clock = now
         where = (event.bucket, routed.prefix)
         batch = batches.get(where)
+        # The thresholds of the prefix's rule, looked up at every event: a rule change reaches an
+        # open batch at its next event (SEMANTICS.md, "Rules per prefix").
+        limits = at(routed.prefix)
         if batch is not None:
-            due = rules.due(batch)
+            due = limits.due(batch)
             if due is not None and due[0] <= now:
                 _close(changes, batches, batch, due[0], due[1])
                 window_ends[batch.batch_id] = due[0] + rules.dedupe_window
@@ -276,7 +297,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
             now,
             batch.first_event_time,
             event.event_time,
-            rules.due_time(batch.first_activity, now),
+            limits.due_time(batch.first_activity, now),
         )
         batches[where] = batch
         changes.batches[where] = batch
@@ -284,10 +305,10 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
             snapshot.seen.add(identity)
             changes.seen[identity] = batch.batch_id
         changes.counters[ACCEPTED] += 1
-        if count >= rules.threshold_count:
+        if count >= limits.threshold_count:
             _close(changes, batches, batch, now, TRIGGER_COUNT)
             window_ends[batch.batch_id] = now + rules.dedupe_window
-        elif event.kind == "created" and rules.marker_patterns and rules.is_marker(event.key):
+        elif event.kind == "created" and limits.marker_patterns and limits.is_marker(event.key):
             _close(changes, batches, batch, now, TRIGGER_MARKER)
             window_ends[batch.batch_id] = now + rules.dedupe_window
     snapshot.clock = clock

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from edp.core import Emission, RoutedEvent, Rules
 from edp.events import ObjectEvent, Parsed
+from edp.rules_file import RuleSet, load_rules
 from edp.scope import Scope
 from edp.settings import Settings
 from edp.store.base import DROPPED_PREFIX, BatchStore
@@ -43,11 +45,26 @@ def without_ids(event: ObjectEvent) -> ObjectEvent:
 class Emitter:
     """Scope + rules + store: what every runtime (Lambda, `edp run`, `edp simulate`) calls."""
 
-    def __init__(self, settings: Settings, store: BatchStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: BatchStore,
+        *,
+        ruleset: RuleSet | None = None,
+        s3_client: Callable[[], Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
-        self.scope = Scope.build(settings.buckets, settings.ignore_patterns, settings.prefix_depth)
-        self.rules = Rules.from_settings(settings)
+        if ruleset is None and settings.rules:
+            # Read and validated here, at start-up: a bad rules file stops the program at once.
+            ruleset = load_rules(settings.rules, settings, s3_client)
+        self.ruleset = ruleset
+        self.scope = build_scope(settings, ruleset)
+        self.rules = build_rules(settings, ruleset)
+
+    def rule_name(self, prefix: str) -> str | None:
+        """``detail.rule`` for a batch of ``prefix``: None when no rules file is in force."""
+        return self.ruleset.name_for(prefix) if self.ruleset is not None else None
 
     def route(
         self, events: Iterable[ObjectEvent], arrived: datetime | None
@@ -112,3 +129,12 @@ class Emitter:
 
     def close_due(self, now: datetime) -> list[Emission]:
         return self.store.close_due(now, self.rules)
+
+
+def build_scope(settings: Settings, ruleset: RuleSet | None = None) -> Scope:
+    return Scope.build(settings.buckets, settings.ignore_patterns, settings.prefix_depth, ruleset)
+
+
+def build_rules(settings: Settings, ruleset: RuleSet | None = None) -> Rules:
+    base = Rules.from_settings(settings)
+    return ruleset.apply_to(base) if ruleset is not None else base

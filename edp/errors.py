@@ -33,6 +33,7 @@ SETTING_SOURCES = {
     "DatabaseUrl": "--db / EDP_DATABASE_URL",
     "EventBridgeKeysEncoded": "EDP_EVENTBRIDGE_KEYS_ENCODED",
     "EventIdsReliable": "--event-ids-unreliable / EDP_EVENT_IDS_RELIABLE",
+    "Rules": "--rules / EDP_RULES",
 }
 
 

@@ -1,4 +1,5 @@
-"""Lambda entry points: `store_in_db` (SQS or EventBridge -> store) and `emit_event` (schedule -> bus).
+"""Lambda entry points: `store_in_db` (SQS or EventBridge -> store), `emit_event` (schedule -> bus)
+and `backfill` (on demand or on a schedule: objects already in the bucket -> bus).
 
 Thin by design: parse, call the emitter, shape the response. Settings, the store and the clients are
 built on the first invocation and reused while the execution environment lives (never at import).
@@ -75,14 +76,16 @@ def build_runtime(clock: Clock = utc_now) -> Runtime:
         "edp runtime ready",
         extra={"store": redact_url(settings.database_url), "bus": settings.event_bus},
     )
+    emitter = Emitter(settings, store)
     publisher = Publisher(
         lambda: boto3.client("events"),
         settings.event_bus,
         sns_client=lambda: boto3.client("sns"),
         sts_client=lambda: boto3.client("sts"),
         topic_arn=settings.sns_topic_arn,
+        rule_of=emitter.rule_name,
     )
-    return Runtime(settings, store, Emitter(settings, store), publisher, clock)
+    return Runtime(settings, store, emitter, publisher, clock)
 
 
 @logger.inject_lambda_context
@@ -229,3 +232,54 @@ def _dimensioned(name: str, dimension: str, value_name: str, value: int) -> None
         # The same `service` dimension as every other metric, so a dashboard can filter by stack.
         metric.add_dimension(name="service", value=SERVICE)
         metric.add_dimension(name=dimension, value=value_name)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def backfill(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Publish one backfill batch per prefix of the watched bucket(s), through the outbox.
+
+    The event may set ``uris`` (default: ``s3://<bucket>`` for every watched bucket), ``dry_run``,
+    ``modified_since``, ``modified_until`` and ``rate`` (events per second); a scheduled event
+    carries none of them unless the rule's input does. A run cut short by the Lambda timeout
+    resumes at the next invocation: batches already in the outbox are not sent again.
+    """
+    from edp.backfill import BackfillError, parse_time, run_backfill
+
+    rt = runtime()
+    options = event if isinstance(event, dict) else {}
+    uris = options.get("uris") or [f"s3://{bucket}" for bucket in rt.settings.buckets]
+    if isinstance(uris, str):
+        uris = [uris]
+    if not uris:
+        raise BackfillError("no bucket to backfill: set EDP_BUCKET_NAME or pass 'uris'")
+    rate = options.get("rate")
+    s3 = boto3.client("s3")
+    results = []
+    for uri in uris:
+        plan, report = run_backfill(
+            str(uri),
+            rt.emitter.scope,
+            s3=s3,
+            store=rt.store,
+            publisher=rt.publisher,
+            dry_run=bool(options.get("dry_run", False)),
+            modified_since=parse_time("modified_since", options.get("modified_since")),
+            modified_until=parse_time("modified_until", options.get("modified_until")),
+            rate=float(rate) if rate is not None else None,
+            clock=rt.clock,
+        )
+        result = {
+            "uri": uri,
+            "prefixes": len(plan.batches),
+            "objects": plan.objects,
+            "listed": plan.listed,
+            "list_requests": plan.requests,
+        }
+        metrics.add_metric("BackfillPrefixes", MetricUnit.Count, len(plan.batches))
+        if report is not None:
+            result.update(published=report.published, already=report.already)
+            metrics.add_metric("BackfillBatchesPublished", MetricUnit.Count, report.published)
+        logger.info("backfill", extra=result)
+        results.append(result)
+    return {"results": results}

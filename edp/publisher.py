@@ -34,9 +34,10 @@ DEFAULT_REGION = "us-east-1"
 logger = logging.getLogger(__name__)
 
 
-def detail_of(emission: Emission) -> dict[str, Any]:
-    """The event's detail: Quilt's three fields first, then ours."""
-    return {
+def detail_of(emission: Emission, rule: str | None = None) -> dict[str, Any]:
+    """The event's detail: Quilt's three fields first, then ours; ``rule`` when a rules file is
+    in force (the name of the rule the batch's prefix matches, or "default")."""
+    detail = {
         "version": DETAIL_VERSION,
         "bucket": emission.bucket,
         "prefix": emission.prefix,
@@ -46,14 +47,17 @@ def detail_of(emission: Emission) -> dict[str, Any]:
         "first_event_time": rfc3339(emission.first_event_time),
         "last_event_time": rfc3339(emission.last_event_time),
     }
+    if rule is not None:
+        detail["rule"] = rule
+    return detail
 
 
-def put_events_entry(emission: Emission, event_bus: str) -> dict[str, Any]:
+def put_events_entry(emission: Emission, event_bus: str, rule: str | None = None) -> dict[str, Any]:
     return {
         "Source": SOURCE,
         "DetailType": DETAIL_TYPE,
         "Resources": [f"arn:aws:s3:::{emission.bucket}"],
-        "Detail": json.dumps(detail_of(emission), ensure_ascii=False),
+        "Detail": json.dumps(detail_of(emission, rule), ensure_ascii=False),
         "EventBusName": event_bus,
         "Time": emission.emitted_at,
     }
@@ -65,6 +69,7 @@ def eventbridge_event(
     account: str = DEFAULT_ACCOUNT,
     region: str = DEFAULT_REGION,
     event_id: str | None = None,
+    rule: str | None = None,
 ) -> dict[str, Any]:
     """The whole event as EventBridge delivers it (what `edp simulate` prints and SNS carries).
 
@@ -79,7 +84,7 @@ def eventbridge_event(
         "time": whole_seconds(emission.emitted_at),
         "region": region,
         "resources": [f"arn:aws:s3:::{emission.bucket}"],
-        "detail": detail_of(emission),
+        "detail": detail_of(emission, rule),
     }
 
 
@@ -109,6 +114,7 @@ class Publisher:
         topic_arn: str | None = None,
         sleep: Callable[[float], Any] = time.sleep,
         max_attempts: int = MAX_ATTEMPTS,
+        rule_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self._events_factory = events_client
         self._sns_factory = sns_client
@@ -122,6 +128,11 @@ class Publisher:
         self.topic_arn = topic_arn
         self.sleep = sleep
         self.max_attempts = max_attempts
+        # detail.rule of a batch, from its prefix (Emitter.rule_name); None: no rules file.
+        self.rule_of = rule_of
+
+    def rule_for(self, emission: Emission) -> str | None:
+        return self.rule_of(emission.prefix) if self.rule_of is not None else None
 
     def _events_client(self) -> Any:
         if self._events is None:
@@ -162,7 +173,7 @@ class Publisher:
         todo = chunk
         delay = FIRST_BACKOFF
         for attempt in range(1, self.max_attempts + 1):
-            entries = [put_events_entry(e, self.event_bus) for e in todo]
+            entries = [put_events_entry(e, self.event_bus, self.rule_for(e)) for e in todo]
             try:
                 response = self._events_client().put_events(Entries=entries)
             except Exception as err:  # network, throttling, permissions: retried, never dropped
@@ -218,7 +229,13 @@ class Publisher:
         failures = 0
         for emission, event_id in accepted:
             # The copy is the event the bus delivered: same id, account, region and time.
-            event = eventbridge_event(emission, account=account, region=region, event_id=event_id)
+            event = eventbridge_event(
+                emission,
+                account=account,
+                region=region,
+                event_id=event_id,
+                rule=self.rule_for(emission),
+            )
             body = json.dumps(event, ensure_ascii=False)
             for attempt in range(1, self.max_attempts + 1):
                 try:

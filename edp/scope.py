@@ -6,8 +6,12 @@ import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edp.events import ObjectEvent
+
+if TYPE_CHECKING:
+    from edp.rules_file import RuleSet
 
 QUILT_REGISTRY_PREFIX = ".quilt/"  # Quilt's own registry files: packaging must not feed itself
 
@@ -23,23 +27,33 @@ _WILDCARD = re.compile(r"[*?\[]")
 
 def prefix_of(key: str, depth: int) -> str | None:
     """The first ``depth`` directory segments of ``key`` with a trailing ``/``; None if too shallow."""
-    segments = key.split("/")[:-1]  # the segments before the last "/"
-    if len(segments) < depth:
+    # Split no further than needed: the key has at least `depth` directory segments exactly
+    # when there is something after the depth-th "/".
+    segments = key.split("/", depth)
+    if len(segments) <= depth:
         return None
     return "/".join(segments[:depth]) + "/"
 
 
 @dataclass(frozen=True)
 class Scope:
-    """The bucket filter, ignore patterns and prefix depth, compiled once."""
+    """The bucket filter, ignore patterns and prefix depth (per rule, when a rules file is in
+    force), compiled once."""
 
     buckets: frozenset[str]
     globs: tuple[re.Pattern[str], ...]
     plain_prefixes: tuple[str, ...]
     depth: int
+    rules: RuleSet | None = None
 
     @classmethod
-    def build(cls, buckets: Sequence[str], patterns: Sequence[str], depth: int) -> Scope:
+    def build(
+        cls,
+        buckets: Sequence[str],
+        patterns: Sequence[str],
+        depth: int,
+        rules: RuleSet | None = None,
+    ) -> Scope:
         globs = []
         plain = []
         for raw in patterns:
@@ -51,13 +65,17 @@ class Scope:
                 globs.append(re.compile(fnmatch.translate(pattern)))
             else:
                 plain.append(pattern)
-        return cls(frozenset(buckets), tuple(globs), tuple(plain), depth)
+        return cls(frozenset(buckets), tuple(globs), tuple(plain), depth, rules)
 
     def classify(self, event: ObjectEvent) -> tuple[str | None, str | None]:
         """(prefix, None) for a relevant event, or (None, reason) for one that is dropped."""
-        if self.buckets and event.bucket not in self.buckets:
+        return self.prefix_for(event.bucket, event.key)
+
+    def prefix_for(self, bucket: str, key: str) -> tuple[str | None, str | None]:
+        """(prefix, None) for a relevant object, or (None, reason) for one that is dropped: the
+        one decision the emitter makes per event and `edp backfill` per listed object."""
+        if self.buckets and bucket not in self.buckets:
             return None, DROP_BUCKET
-        key = event.key
         if key.endswith("/"):
             return None, DROP_FOLDER_MARKER
         if key.startswith(QUILT_REGISTRY_PREFIX):
@@ -66,7 +84,14 @@ class Scope:
             self.globs and any(g.match(key) for g in self.globs)
         ):
             return None, DROP_IGNORED
-        prefix = prefix_of(key, self.depth)
+        depth = self.depth
+        if self.rules is not None:
+            rule = self.rules.rule_for(key)
+            if rule is not None:
+                if rule.ignore:
+                    return None, DROP_IGNORED
+                depth = rule.depth or depth
+        prefix = prefix_of(key, depth)
         if prefix is None:
             return None, DROP_TOO_SHALLOW
         return prefix, None

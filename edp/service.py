@@ -129,13 +129,14 @@ class Service:
         poll_wait: int = 10,
         exclusive_store: bool = False,
         sleep: Callable[[float], Any] | None = None,
+        s3_client: Callable[[], Any] | None = None,
     ) -> None:
         """``exclusive_store``: no other process uses the store (SQLite), so claims left by a
         previous run that died while publishing can be taken back at start instead of waiting
         for their lease to expire."""
         self.settings = settings
         self.store = store
-        self.emitter = Emitter(settings, store)
+        self.emitter = Emitter(settings, store, s3_client=s3_client)
         self.queue_url = queue_url
         self.clock = clock
         self.stop = stop if stop is not None else threading.Event()
@@ -150,6 +151,7 @@ class Service:
             # Retry back-offs end at once on a stop request (the default).
             sleep=sleep if sleep is not None else self.stop.wait,
             on_published=self._log_published,
+            rule_of=self.emitter.rule_name,
         )
         self._sqs_factory = sqs_client
         self._sqs: Any = None
@@ -650,6 +652,7 @@ def run_service(
                 sqs_client=lambda: sqs,
                 events_client=lambda: events,
                 sns_client=sns_factory,
+                s3_client=client_factory("s3", endpoint_url=endpoint_url, region=region),
                 stop=stop,
                 poll_wait=poll_wait,
                 exclusive_store=scheme in ("sqlite", "memory"),

@@ -26,6 +26,7 @@ ENV_VARS: tuple[str, ...] = (
     "EDP_MARKER_FILES",
     "EDP_BUCKET_THRESHOLD_MAX_AGE",
     "EDP_DEDUPE_WINDOW",
+    "EDP_RULES",
 )
 
 DEFAULT_PREFIX_DEPTH = 2
@@ -119,6 +120,7 @@ class Settings:
     marker_files: tuple[str, ...] = ()
     max_age: int | None = None
     dedupe_window: int = DEFAULT_DEDUPE_WINDOW
+    rules: str | None = None  # a rules file: a path or s3://bucket/key (edp.rules_file)
 
     def __post_init__(self) -> None:
         for bucket in self.buckets:
@@ -194,6 +196,7 @@ class Settings:
             ("sns_topic_arn", "EDP_SNS_TOPIC_ARN"),
             ("database_url", "EDP_DATABASE_URL"),
             ("database_secret_arn", "EDP_DATABASE_SECRET_ARN"),
+            ("rules", "EDP_RULES"),
         ):
             value = pick(key, var)
             if value is not None:

@@ -310,7 +310,9 @@ def simulate(
 
     def emit(ordered: list[Emission]) -> None:
         for emission in ordered:
-            event = eventbridge_event(emission, account=account, region=region)
+            event = eventbridge_event(
+                emission, account=account, region=region, rule=emitter.rule_name(emission.prefix)
+            )
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
         summary.emissions += len(ordered)
 

@@ -73,6 +73,12 @@ class BatchStore(ABC):
         """Give back claims on batches that could not be published, so they are retried soon."""
 
     @abstractmethod
+    def enqueue(self, emissions: Sequence[Emission]) -> list[str]:
+        """Put closed batches made outside the rules (`edp backfill`) into the outbox, unless a
+        batch with the same id is already there (pending or published): the outbox is the
+        journal that makes a re-run resume. Returns the ids that were added."""
+
+    @abstractmethod
     def open_batches(self) -> list[OpenBatch]:
         """Every open batch, ordered by bucket and prefix."""
 

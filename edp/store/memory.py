@@ -219,6 +219,16 @@ class MemoryStore(BatchStore):
             self._record_closed(emissions, rules)
             return emissions
 
+    def enqueue(self, emissions: Sequence[Emission]) -> list[str]:
+        with self._lock:
+            added = [e for e in emissions if e.batch_id not in self._outbox]
+            for emission in added:
+                item = _Outboxed(emission)
+                self._outbox[emission.batch_id] = item
+                self._pending[emission.batch_id] = item
+            self._counters.update(emitted_counters(added))
+            return [e.batch_id for e in added]
+
     def next_due(self) -> datetime | None:
         with self._lock:
             batch = self._top()

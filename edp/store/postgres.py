@@ -674,6 +674,29 @@ class PostgresStore(BatchStore):
 
         return self._run(work, what="close due batches")
 
+    def enqueue(self, emissions: Sequence[Emission]) -> list[str]:
+        def work(conn: psycopg.Connection[Any]) -> list[str]:
+            if not emissions:
+                return []
+            rows = conn.execute(
+                ADD_OUTBOX + " RETURNING batch_id",
+                (
+                    [e.batch_id for e in emissions],
+                    [e.bucket for e in emissions],
+                    [e.prefix for e in emissions],
+                    [e.count for e in emissions],
+                    [e.trigger for e in emissions],
+                    [to_micros(e.emitted_at) for e in emissions],
+                    [to_micros(e.first_event_time) for e in emissions],
+                    [to_micros(e.last_event_time) for e in emissions],
+                ),
+            ).fetchall()
+            added = {row[0] for row in rows}
+            self._add_counters(conn, emitted_counters(e for e in emissions if e.batch_id in added))
+            return [e.batch_id for e in emissions if e.batch_id in added]
+
+        return self._run(work, what="enqueue batches")
+
     def next_due(self) -> datetime | None:
         def read(conn: psycopg.Connection[Any]) -> datetime | None:
             row = conn.execute("SELECT min(due_at) FROM batches").fetchone()

@@ -350,6 +350,19 @@ class SqliteStore(BatchStore):
                 self._add_counters(db, emitted_counters(emissions))
             return emissions
 
+    def enqueue(self, emissions: Sequence[Emission]) -> list[str]:
+        added: list[Emission] = []
+        with self._write() as db:
+            for emission in emissions:
+                cursor = db.execute(
+                    f"INSERT OR IGNORE INTO outbox ({OUTBOX_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                    emission_row(emission),
+                )
+                if cursor.rowcount:
+                    added.append(emission)
+            self._add_counters(db, emitted_counters(added))
+        return [e.batch_id for e in added]
+
     def next_due(self) -> datetime | None:
         with self._lock:  # one connection shared by threads: reads wait for a write in progress
             row = self._db.execute("SELECT MIN(due_at) FROM batches").fetchone()

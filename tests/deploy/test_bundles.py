@@ -101,7 +101,7 @@ def test_specs_come_from_pyproject_without_runtime_provided_packages() -> None:
     assert consumer.packages == ("consumers",)
     emitter_names = {r.split("[")[0].split(">")[0].split("=")[0] for r in emitter.requirements}
     consumer_names = {r.split("[")[0].split(">")[0].split("=")[0] for r in consumer.requirements}
-    assert {"aws-lambda-powertools", "platformdirs", "psycopg"} <= emitter_names
+    assert {"aws-lambda-powertools", "platformdirs", "psycopg", "pyyaml"} <= emitter_names
     assert any("psycopg[binary]" in r for r in emitter.requirements)
     assert "quilt3" not in emitter_names
     assert "quilt3" in consumer_names

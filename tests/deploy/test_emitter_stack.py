@@ -258,6 +258,8 @@ def _inline_statements(role_name: str) -> dict[str, dict[str, Any]]:
             # moto keeps the document a CloudFormation stack gave it as a Python repr.
             document = ast.literal_eval(unquote(document))
         for statement in document["Statement"]:
+            if statement is None:
+                continue  # moto keeps an `!If [.., .., !Ref AWS::NoValue]` list entry as None
             found[statement["Sid"]] = statement
     return found
 

@@ -340,3 +340,26 @@ def test_short_polling_pauses_between_empty_receives(aws: Pipeline, store: Sqlit
     service.run()
     timer.join()
     assert len(receives) == 1  # not a tight loop of empty receives
+
+
+def test_edp_run_follows_the_rules_file(aws: Pipeline, store: SqliteStore, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "- {name: sequencers, match: 'sequencer-*/', depth: 1, threshold_duration: 60}\n",
+        encoding="utf-8",
+    )
+    clock = FixedClock(T0)
+    service = make_service(aws, store, clock, threshold_duration=3600, rules=str(rules))
+    aws.send(load_event("s3_notification_put"))
+    service.poll_once()
+    clock.advance(60)
+    service.sweep()
+    [event] = aws.published()
+    detail = event["detail"]
+    # The rule's depth (1) and quiet time (60 s), not the global ones (2 and 3600 s).
+    assert (detail["prefix"], detail["count"], detail["trigger"], detail["rule"]) == (
+        "sequencer-1/",
+        2,
+        "duration",
+        "sequencers",
+    )

@@ -367,6 +367,25 @@ def test_published_lists_batches_in_emitted_bucket_prefix_order(store: BatchStor
     assert [e.prefix for e in store.published()] == ["a/a/", "b/b/", "c/c/"]
 
 
+def test_enqueue_adds_outside_batches_once_pending_or_published(store: BatchStore) -> None:
+    made = [
+        Emission(f"bf-{i}", BUCKET, f"i/e{i}/", 2, "backfill", at(5), at(0), at(i))
+        for i in range(3)
+    ]
+    assert store.enqueue(made[:2]) == ["bf-0", "bf-1"]
+    assert store.pending_count() == 2
+    # Already pending: not added again.
+    assert store.enqueue(made) == ["bf-2"]
+    claimed = store.claim_pending(at(6), timedelta(seconds=30))
+    assert sorted(e.batch_id for e in claimed) == ["bf-0", "bf-1", "bf-2"]
+    assert {e.batch_id: e for e in claimed}["bf-1"] == made[1]
+    store.mark_published(["bf-0", "bf-1", "bf-2"], at(7))
+    # Already published: not added, so not published twice.
+    assert store.enqueue(made) == []
+    assert store.pending_count() == 0
+    assert store.counters() == {"emitted:backfill": 3}
+
+
 # --- counters and restarts ------------------------------------------------------------------
 
 
