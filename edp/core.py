@@ -206,6 +206,11 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
     clock = snapshot.clock
     batches = snapshot.batches
     members = snapshot.members
+    # Identities loaded without an expiry belong to the batch open at their place when loaded; a
+    # batch closed in this call starts its identities' dedupe window at once, exactly as a store
+    # does when it closes a batch between two calls: so chunk boundaries never change a result.
+    loaded_owner = {where: batch.batch_id for where, batch in batches.items()}
+    window_ends: dict[str, datetime] = {}  # batch_id -> end of its dedupe window
     for routed in events:
         event = routed.event
         now = routed.arrived if clock is None or routed.arrived > clock else clock
@@ -216,10 +221,14 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
             due = rules.due(batch)
             if due is not None and due[0] <= now:
                 _close(changes, batches, batch, due[0], due[1])
+                window_ends[batch.batch_id] = due[0] + rules.dedupe_window
                 batch = None
         identity = event.identity()
         if identity is not None and identity in snapshot.seen:
             expires = snapshot.seen_expiry.get(identity)
+            if expires is None and window_ends:
+                owner = changes.seen.get(identity) or loaded_owner.get(where)
+                expires = window_ends.get(owner) if owner is not None else None
             if expires is None or expires > now:
                 changes.counters[DUPLICATE] += 1
                 continue
@@ -277,8 +286,10 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
         changes.counters[ACCEPTED] += 1
         if count >= rules.threshold_count:
             _close(changes, batches, batch, now, TRIGGER_COUNT)
+            window_ends[batch.batch_id] = now + rules.dedupe_window
         elif event.kind == "created" and rules.marker_patterns and rules.is_marker(event.key):
             _close(changes, batches, batch, now, TRIGGER_MARKER)
+            window_ends[batch.batch_id] = now + rules.dedupe_window
     snapshot.clock = clock
     changes.clock = clock
     return changes

@@ -22,7 +22,7 @@ MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 MAX_NESTING = 5  # envelopes inside envelopes deeper than this are not a real AWS shape
 MAX_FIELD_CHARS = 1024  # bucket, etag, version-id, sequencer, event id: far above AWS's own
 MAX_SIZE = 2**63 - 1  # object sizes are stored as 64-bit integers
-# Event times the emitter accepts. Settings' durations are at most MAX_SECONDS (edp.settings), so
+# Event times the emitter accepts. Settings' durations are at most MAX_WHOLE_NUMBER seconds, so
 # any due time, max-age or dedupe window computed from these stays far from datetime's year 9999.
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
@@ -126,8 +126,8 @@ def _load(raw: Any, where: str) -> Any:
             raise BadEventError(f"{where}: not JSON ({err.msg} at char {err.pos})") from err
         except RecursionError as err:
             raise BadEventError(f"{where}: JSON nested too deeply to be an S3 event") from err
-        except ValueError as err:  # e.g. an integer with more digits than Python converts
-            raise BadEventError(f"{where}: not JSON ({err!s:.80})") from err
+        except ValueError as err:  # an integer with more digits than Python converts
+            raise BadEventError(f"{where}: not JSON (a number with too many digits)") from err
     return raw
 
 

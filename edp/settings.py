@@ -35,9 +35,10 @@ DEFAULT_DEDUPE_WINDOW = (
     24 * 3600
 )  # duplicates are recognised for a day after their batch is emitted
 DEFAULT_EVENT_BUS = "default"
-# Longest duration setting (threshold, max age, dedupe window): ten years. Bounded so that no due
-# time or dedupe expiry computed from an accepted event time (edp.events) can overflow.
-MAX_SECONDS = 10 * 365 * 24 * 3600
+# Largest whole-number setting (8 digits; as seconds, about 3 years). Durations are bounded so
+# that no due time or dedupe expiry computed from an accepted event time (edp.events) can
+# overflow; the template's parameters allow exactly 1 to this (tests/deploy checks they agree).
+MAX_WHOLE_NUMBER = 99_999_999
 
 # S3 bucket naming rules (general purpose buckets): 3-63 chars, lowercase, digits, dots, hyphens.
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -71,8 +72,8 @@ def _check_bucket(name: str) -> None:
         )
 
 
-def _positive_int(name: str, value: object, maximum: int | None = None) -> int:
-    allowed = "a whole number >= 1" + (f" and <= {maximum}" if maximum is not None else "")
+def _positive_int(name: str, value: object, maximum: int = MAX_WHOLE_NUMBER) -> int:
+    allowed = f"a whole number from 1 to {maximum}"
     if isinstance(value, bool):
         raise SettingsError(name, value, allowed)
     if isinstance(value, int):
@@ -82,7 +83,7 @@ def _positive_int(name: str, value: object, maximum: int | None = None) -> int:
         if not re.fullmatch(r"\+?\d{1,30}", text):
             raise SettingsError(name, value, allowed)
         number = int(text)
-    if number < 1 or (maximum is not None and number > maximum):
+    if not 1 <= number <= maximum:
         raise SettingsError(name, value, allowed)
     return number
 
@@ -125,7 +126,7 @@ class Settings:
         object.__setattr__(
             self,
             "threshold_duration",
-            _positive_int("BucketThresholdDuration", self.threshold_duration, MAX_SECONDS),
+            _positive_int("BucketThresholdDuration", self.threshold_duration),
         )
         object.__setattr__(
             self,
@@ -134,12 +135,12 @@ class Settings:
         )
         if self.max_age is not None:
             object.__setattr__(
-                self, "max_age", _positive_int("BucketThresholdMaxAge", self.max_age, MAX_SECONDS)
+                self, "max_age", _positive_int("BucketThresholdMaxAge", self.max_age)
             )
         object.__setattr__(
             self,
             "dedupe_window",
-            _positive_int("DedupeWindow", self.dedupe_window, MAX_SECONDS),
+            _positive_int("DedupeWindow", self.dedupe_window),
         )
         if not self.event_bus or len(self.event_bus) > 256:
             raise SettingsError("EventBusName", self.event_bus, "a bus name or ARN, 1-256 chars")
@@ -206,8 +207,15 @@ class Settings:
         return cls(**values)
 
 
+# A password given as a parameter: ``password=`` (or ``sslpassword=``) in a URL's query or in a
+# libpq key=value string (``host=db password=secret``, values possibly quoted: ``password='a b'``).
+_PASSWORD_PARAM = re.compile(
+    r"((?:^|[\s?&])(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]*)", re.IGNORECASE
+)
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to log or print): in the user part
-    and in a ``password=`` query parameter."""
+    """The URL or libpq connection string with every password replaced by ``***`` (safe to log
+    or print): in a URL's user part, and in any ``password=`` parameter, quoted or not."""
     masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", masked, flags=re.IGNORECASE)
+    return _PASSWORD_PARAM.sub(r"\1***", masked)

@@ -127,7 +127,7 @@ def test_status_shows_open_batches_and_counters(tmp_path: Path) -> None:
         eb_event("a/b/1", 2, sequencer="01"),
     )
     # A huge duration keeps the batch open after the stream ends... until "after the last event".
-    run_cli("simulate", "-", "--db", db, "--threshold-duration", "100000000", stdin=stream)
+    run_cli("simulate", "-", "--db", db, "--threshold-duration", "99999999", stdin=stream)
     table = run_cli("status", "--db", db)
     assert table.returncode == 0
     assert "Open batches: 0" in table.stdout and "dropped (too-shallow)" in table.stdout

@@ -126,3 +126,50 @@ def test_number_of_put_events_calls_is_ceil_n_over_10(n: int) -> None:
         report = Publisher(lambda: client, "bus").publish(emissions(n))
         stub.assert_no_pending_responses()
     assert len(report.published) == n
+
+
+@mock_aws
+def test_the_sns_copy_is_the_event_the_bus_delivered() -> None:
+    sns, sqs, events = boto3.client("sns"), boto3.client("sqs"), boto3.client("events")
+    topic = sns.create_topic(Name="edp")["TopicArn"]
+
+    def queue(name: str) -> tuple[str, str]:
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        return url, arn
+
+    copies_url, copies_arn = queue("copies")
+    bus_url, bus_arn = queue("bus")
+    sns.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=copies_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    events.put_rule(Name="ready", EventPattern=json.dumps({"source": ["com.quiltdata.edp"]}))
+    events.put_targets(Rule="ready", Targets=[{"Id": "q", "Arn": bus_arn}])
+    publisher = Publisher(
+        lambda: events,
+        "default",
+        sns_client=lambda: sns,
+        sts_client=lambda: boto3.client("sts"),
+        topic_arn=topic,
+    )
+    report = publisher.publish(emissions(3))
+    assert len(report.published) == 3 and report.sns_failures == 0
+
+    def read(url: str) -> dict[str, dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        return {(b := json.loads(m["Body"]))["id"]: b for m in messages}
+
+    delivered, copies = read(bus_url), read(copies_url)
+    assert set(copies) == set(delivered) and len(copies) == 3
+    account = boto3.client("sts").get_caller_identity()["Account"]
+    for event_id, copy in copies.items():
+        # Every field the bus delivered, identical (moto's bus leaves out "account")...
+        assert {k: copy[k] for k in delivered[event_id]} == delivered[event_id]
+        # ...and the deployment's account and region, not placeholders.
+        assert (copy["account"], copy["region"]) == (account, "us-east-1")
+        assert copy["id"] != copy["detail"]["batch_id"]  # the bus's id, not ours

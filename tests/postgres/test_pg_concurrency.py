@@ -19,6 +19,7 @@ share one database. Two checks:
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -270,3 +271,68 @@ def test_writers_sharing_prefixes_lose_and_double_nothing(pg_url: str) -> None:
         assert sum(s.rollback_retries for s in writers + emitters) == 0, "deadlocks were retried"
     finally:
         stop_and_close(clock, emitter_threads, writers + emitters)
+
+
+def test_claims_whose_lease_ran_out_are_taken_over_and_nothing_is_lost(pg_url: str) -> None:
+    """Emitters that publish slower than their (short) lease: other emitters take their claims
+    over. Every batch still reaches the bus, a batch is re-sent only after its lease ran out, and
+    the store ends with nothing pending."""
+    setup = PostgresStore(pg_url)
+    events = [
+        RoutedEvent(
+            ObjectEvent("lab", f"p{n}/x/f", "created", T0, event_id=f"e{n}"), f"p{n}/x/", T0
+        )
+        for n in range(400)
+    ]
+    expected = {e.batch_id for e in setup.ingest(events, Rules(threshold_count=1)).emissions}
+    setup.close()
+    lease = timedelta(milliseconds=30)
+    sends: list[tuple[str, int, datetime, datetime]] = []  # (batch_id, emitter, claimed, sent)
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def emitter(number: int, store: BatchStore) -> None:
+        try:
+            while not stop.is_set():
+                claimed_at = datetime.now(UTC)
+                claimed = store.claim_pending(claimed_at, lease, limit=10)
+                if not claimed:
+                    if store.pending_count() == 0:
+                        return
+                    time.sleep(0.005)
+                    continue
+                # Publishing takes longer than the lease half of the time.
+                time.sleep(0.05 if number % 2 else 0.01)
+                sent = datetime.now(UTC)
+                with lock:
+                    sends.extend((e.batch_id, number, claimed_at, sent) for e in claimed)
+                store.mark_published([e.batch_id for e in claimed], sent)
+        except BaseException as err:
+            failures.append(err)
+
+    stores = [PostgresStore(pg_url) for _ in range(EMITTERS)]
+    threads = run_threads([(lambda n=n, s=s: emitter(n, s)) for n, s in enumerate(stores)])
+    try:
+        for thread in threads:
+            thread.join(timeout=120)
+            assert not thread.is_alive()
+        assert not failures, failures
+        assert {batch_id for batch_id, *_ in sends} == expected
+        per_batch: dict[str, list[tuple[int, datetime, datetime]]] = {}
+        for batch_id, number, claimed_at, sent in sends:
+            per_batch.setdefault(batch_id, []).append((number, claimed_at, sent))
+        taken_over = {b: s for b, s in per_batch.items() if len({n for n, _, _ in s}) > 1}
+        assert taken_over, "no claim was taken over: the leases never ran out"
+        for copies in taken_over.values():
+            copies.sort(key=lambda c: c[1])
+            # The second emitter claimed it only after the first one's lease had ended.
+            for (_, first_claim, _), (_, second_claim, _) in itertools.pairwise(copies):
+                assert second_claim >= first_claim + lease
+        assert stores[0].pending_count() == 0
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        for store in stores:
+            store.close()

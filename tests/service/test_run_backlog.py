@@ -97,6 +97,9 @@ def test_edp_run_with_10000_pending_polls_within_seconds_and_drains_them(
     while published_count(db) < 10_000 and time.monotonic() < deadline:
         time.sleep(0.5)
     drained_after = time.monotonic() - started
+    print(
+        f"10,000 pending: polling after {polling_after:.1f} s, drained after {drained_after:.1f} s"
+    )
     run.process.send_signal(signal.SIGTERM)
     assert run.wait(timeout=20) == 0, run.stderr()
     assert polling_after < 10, run.stderr()
@@ -125,6 +128,7 @@ def test_sigterm_is_honoured_promptly_while_the_bus_is_down(
     run.process.send_signal(signal.SIGTERM)
     assert run.wait(timeout=30) == 0, run.stderr()
     took = time.monotonic() - sent
+    print(f"bus down, 600 pending: stopped {took:.1f} s after SIGTERM")
     # --poll-wait 1, plus one PutEvents attempt (fast here: the bus answers with errors).
     assert took < 1 + 2.5, f"{took:.1f} s to stop:\n{run.stderr()}"
     assert published_count(db) == 0

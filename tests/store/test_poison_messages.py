@@ -313,3 +313,11 @@ def test_a_message_the_store_refuses_fails_alone(entry: str) -> None:
     bodies.insert(3, json.dumps(good_event("refuse/it/")))
     assert ENTRY_POINTS[entry](store, bodies) == {3}
     assert {f"ok/{i}/" for i in range(9)} == stored_prefixes(store)
+
+
+def test_simulate_survives_a_deep_array_on_its_first_line() -> None:
+    # A first line starting with "[" is first tried as one JSON array for the whole input.
+    store = open_store("memory://")
+    bodies = [deep(10_000), json.dumps(good_event("ok/1/"))]
+    assert via_simulate(store, bodies) == {0}
+    assert stored_prefixes(store) == {"ok/1/"}
