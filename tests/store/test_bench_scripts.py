@@ -46,3 +46,12 @@ def test_simulate_bench_compares_with_the_floor_and_cleans_up(
     assert "summary line: edp simulate: 500 events accepted" in out
     assert "growth per event" in out
     assert list(tmp_path.iterdir()) == []  # the event files are gone
+
+
+def test_parsing_bench_covers_every_fixture_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("parsing")
+    assert bench.main(["--number", "20", "--repeat", "1"]) in (0, 1)
+    out = capsys.readouterr().out
+    for shape in bench.SHAPES:
+        assert shape in out
+    assert out.count("PASS") + out.count("FAIL") == 1
