@@ -409,7 +409,7 @@ def run(args: argparse.Namespace, backend: Backend) -> int:
         (
             f"ours within {TARGET_BARE:.0f}x of (b)",
             chunked / bare <= TARGET_BARE,
-            f"{chunked / bare:.2f}x slower",
+            f"{chunked / bare:.2f}x its time",
         ),
         (
             f"sweep < {TARGET_SWEEP_MS:.0f} ms",

@@ -244,12 +244,13 @@ _OPTIONAL_FIELDS = ("etag", "version_id", "sequencer", "event_id")
 
 
 def _plain(value: Any) -> bool:
-    """An ASCII string without NUL, at most MAX_FIELD_CHARS long: storable as it is."""
+    """A string every store can keep as it is: no NUL, no lone surrogate, at most
+    MAX_FIELD_CHARS characters (ASCII is checked without the regular expression)."""
     return (
         type(value) is str
         and len(value) <= MAX_FIELD_CHARS
-        and value.isascii()
         and "\x00" not in value
+        and (value.isascii() or _UNSTORABLE.search(value) is None)
     )
 
 
@@ -277,9 +278,9 @@ def _fast_event(
         return None
     if decode and ("%" in key or "+" in key):
         key = unquote_plus(key)
-        if not (key.isascii() and "\x00" not in key):
+        if not _plain(key):
             return None
-    if len(key) > MAX_KEY_BYTES:  # ASCII: one byte per character
+    if (len(key) if key.isascii() else len(key.encode("utf-8"))) > MAX_KEY_BYTES:
         return None
     size = target.get("size")
     if size is not None and (type(size) is not int or not 0 <= size <= MAX_SIZE):
@@ -300,15 +301,7 @@ def _fast_event(
         value = fields[name]
         if value == "":
             fields[name] = None
-        elif not (
-            value is None
-            or (
-                type(value) is str
-                and len(value) <= MAX_FIELD_CHARS
-                and value.isascii()
-                and "\x00" not in value
-            )
-        ):
+        elif value is not None and not _plain(value):
             return None
     if type(stamp) is not str:
         return None

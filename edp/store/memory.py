@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 from edp.core import (
     Changes,
@@ -43,11 +44,15 @@ Place = tuple[str, str]  # (bucket, prefix)
 @dataclass
 class _Outboxed:
     emission: Emission
-    published_at: datetime | None = None
     claimed_until: datetime | None = None
     attempts: int = 0
     last_error: str | None = None
     last_attempt_at: datetime | None = None
+
+
+def astuple_emission(emission: Emission) -> tuple[Any, ...]:
+    """Emission(*row) gives it back (dataclasses.astuple, without its deep copy)."""
+    return tuple(getattr(emission, f.name) for f in fields(Emission))
 
 
 class MemoryStore(BatchStore):
@@ -62,14 +67,23 @@ class MemoryStore(BatchStore):
         # time or an earlier one (entries are corrected or dropped when they reach the top).
         self._due: list[tuple[datetime, str, str, str]] = []
         self._members: dict[str, set[str]] = {}  # open batch id -> keys created in it
-        # (bucket, key) -> (highest sequencer, ingest clock of its update), oldest update first:
-        # the clock never goes backwards, so moving an updated key to the end keeps the order.
-        self._sequencers: OrderedDict[tuple[str, str], tuple[str, datetime]] = OrderedDict()
-        self._seen: dict[str, tuple[str, datetime | None]] = {}  # identity -> (batch_id, expires)
+        # The big maps hold only strings and datetimes (no tuples, no lists), so Python's cyclic
+        # garbage collector leaves them untracked: its full passes would otherwise walk every
+        # entry, and a store of a million events spent a third of its time there.
+        self._sequencers: dict[str, dict[str, str]] = {}  # bucket -> key -> highest sequencer
+        self._sequenced_at: dict[str, dict[str, datetime]] = {}  # bucket -> key -> its clock
+        # (clock, bucket, keys) per write, oldest first (the clock never goes backwards): purge
+        # reads from the left until the window, instead of scanning every key.
+        self._sequencer_log: deque[tuple[datetime, str, tuple[str, ...]]] = deque()
+        self._seen_open: dict[str, str] = {}  # identity -> its open batch's id
+        self._seen_until: dict[str, datetime] = {}  # identity -> end of its dedupe window
         self._identities: dict[str, list[str]] = {}  # open batch id -> identities applied to it
-        self._expiries: list[tuple[datetime, str]] = []  # (expires, identity), live if unchanged
-        self._outbox: dict[str, _Outboxed] = {}
+        # (window end, batch id) per closed batch, and the identities it closed: what purge drops.
+        self._expiries: list[tuple[datetime, str]] = []
+        self._closed_identities: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, _Outboxed] = {}  # the outbox's unpublished part
+        # The published part, as rows of plain values (untracked by the garbage collector too).
+        self._published: dict[str, tuple[Any, ...]] = {}
         self._counters: Counter[str] = Counter()
 
     def transaction(self) -> AbstractContextManager[object]:
@@ -104,17 +118,16 @@ class MemoryStore(BatchStore):
                 if keys is not None and event.key in keys:
                     members.add((batch.batch_id, event.key))
             if event.sequencer is not None:
-                found = self._sequencers.get((event.bucket, event.key))
+                found = self._sequencers.get(event.bucket, {}).get(event.key)
                 if found is not None:
-                    sequencers[(event.bucket, event.key)] = found[0]
+                    sequencers[(event.bucket, event.key)] = found
             identity = event.identity()
             if identity is not None:
-                record = self._seen.get(identity)
-                if record is not None:
-                    expires = record[1]
-                    if expires is None:
-                        seen.add(identity)
-                    elif expires > now:
+                if identity in self._seen_open:
+                    seen.add(identity)
+                else:
+                    expires = self._seen_until.get(identity)
+                    if expires is not None and expires > now:
                         seen.add(identity)
                         seen_expiry[identity] = expires
         return snapshot
@@ -136,13 +149,20 @@ class MemoryStore(BatchStore):
             if keys is not None:
                 keys.discard(key)
         for identity, batch_id in changes.seen.items():
-            self._seen[identity] = (batch_id, None)
+            self._seen_open[identity] = batch_id
+            self._seen_until.pop(identity, None)  # its old window had ended: seen anew
             self._identities.setdefault(batch_id, []).append(identity)
         clock = changes.clock or self._clock
         assert clock is not None  # ingest never runs without events, which set the clock
-        for place, sequencer in changes.sequencers.items():
-            self._sequencers[place] = (sequencer, clock)
-            self._sequencers.move_to_end(place)
+        written: dict[str, list[str]] = {}
+        for (bucket, key), sequencer in changes.sequencers.items():
+            if bucket not in self._sequencers:
+                self._sequencers[bucket], self._sequenced_at[bucket] = {}, {}
+            self._sequencers[bucket][key] = sequencer
+            self._sequenced_at[bucket][key] = clock
+            written.setdefault(bucket, []).append(key)
+        for bucket, names in written.items():
+            self._sequencer_log.append((clock, bucket, tuple(names)))
         self._record_closed(changes.closed, rules)
         self._counters.update(counters_for(changes))
         if self._clock is None or clock > self._clock:
@@ -166,15 +186,17 @@ class MemoryStore(BatchStore):
         for emission in closed:
             self._members.pop(emission.batch_id, None)
             expires = emission.emitted_at + rules.dedupe_window
+            ended: list[str] = []
             for identity in self._identities.pop(emission.batch_id, ()):
-                record = self._seen.get(identity)
-                if record is not None and record[0] == emission.batch_id:
-                    self._seen[identity] = (emission.batch_id, expires)
-                    heapq.heappush(self._expiries, (expires, identity))
-            if emission.batch_id not in self._outbox:
-                item = _Outboxed(emission)
-                self._outbox[emission.batch_id] = item
-                self._pending[emission.batch_id] = item
+                if self._seen_open.get(identity) == emission.batch_id:
+                    del self._seen_open[identity]
+                    self._seen_until[identity] = expires
+                    ended.append(identity)
+            if ended:
+                self._closed_identities[emission.batch_id] = tuple(ended)
+                heapq.heappush(self._expiries, (expires, emission.batch_id))
+            if emission.batch_id not in self._pending and emission.batch_id not in self._published:
+                self._pending[emission.batch_id] = _Outboxed(emission)
 
     def _top(self) -> OpenBatch | None:
         """The open batch of the heap's top entry once that entry is exact (or None: empty)."""
@@ -221,11 +243,13 @@ class MemoryStore(BatchStore):
 
     def enqueue(self, emissions: Sequence[Emission]) -> list[str]:
         with self._lock:
-            added = [e for e in emissions if e.batch_id not in self._outbox]
+            added = [
+                e
+                for e in emissions
+                if e.batch_id not in self._pending and e.batch_id not in self._published
+            ]
             for emission in added:
-                item = _Outboxed(emission)
-                self._outbox[emission.batch_id] = item
-                self._pending[emission.batch_id] = item
+                self._pending[emission.batch_id] = _Outboxed(emission)
             self._counters.update(emitted_counters(added))
             return [e.batch_id for e in added]
 
@@ -249,16 +273,20 @@ class MemoryStore(BatchStore):
     def mark_published(self, batch_ids: Iterable[str], now: datetime) -> None:
         with self._lock:
             for batch_id in batch_ids:
-                item = self._outbox[batch_id]
-                item.published_at, item.claimed_until = now, None
-                self._pending.pop(batch_id, None)
+                item = self._pending.pop(batch_id, None)
+                if item is not None:
+                    self._published[batch_id] = astuple_emission(item.emission)
+                elif batch_id not in self._published:
+                    raise KeyError(batch_id)
 
     def release(self, batch_ids: Iterable[str]) -> None:
         with self._lock:
             for batch_id in batch_ids:
-                item = self._outbox[batch_id]
-                if item.published_at is None:
+                item = self._pending.get(batch_id)
+                if item is not None:
                     item.claimed_until = None
+                elif batch_id not in self._published:
+                    raise KeyError(batch_id)
 
     # --- reading -----------------------------------------------------------------------
     def open_batches(self) -> list[OpenBatch]:
@@ -267,7 +295,7 @@ class MemoryStore(BatchStore):
 
     def published(self) -> list[Emission]:
         with self._lock:
-            done = [i.emission for i in self._outbox.values() if i.published_at is not None]
+            done = [Emission(*row) for row in self._published.values()]
             return sorted(done, key=emission_order)
 
     def pending_count(self) -> int:
@@ -286,7 +314,7 @@ class MemoryStore(BatchStore):
     def record_failures(self, errors: Mapping[str, str], now: datetime) -> None:
         with self._lock:
             for batch_id, error in errors.items():
-                item = self._outbox.get(batch_id)
+                item = self._pending.get(batch_id)
                 if item is not None:
                     item.attempts += 1
                     item.last_error, item.last_attempt_at = error, now
@@ -304,19 +332,20 @@ class MemoryStore(BatchStore):
             removed = 0
             heap = self._expiries
             while heap and heap[0][0] <= now:
-                expires, identity = heapq.heappop(heap)
-                record = self._seen.get(identity)
-                if record is not None and record[1] == expires:
-                    del self._seen[identity]
-                    removed += 1
+                expires, batch_id = heapq.heappop(heap)
+                for identity in self._closed_identities.pop(batch_id, ()):
+                    if self._seen_until.get(identity) == expires:
+                        del self._seen_until[identity]
+                        removed += 1
             cutoff = now - window
-            sequencers = self._sequencers
-            while sequencers:
-                _, (_, updated) = next(iter(sequencers.items()))
-                if updated > cutoff:
-                    break
-                sequencers.popitem(last=False)
-                removed += 1
+            log = self._sequencer_log
+            while log and log[0][0] <= cutoff:
+                written, bucket, keys = log.popleft()
+                sequencers, sequenced_at = self._sequencers[bucket], self._sequenced_at[bucket]
+                for key in keys:
+                    if sequenced_at.get(key) == written:  # not written again since
+                        del sequencers[key], sequenced_at[key]
+                        removed += 1
             return removed
 
     def close(self) -> None:
