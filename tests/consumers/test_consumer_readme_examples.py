@@ -1,4 +1,4 @@
-"""The README's consumer examples, run as written against moto (names they leave to the reader
+"""The consumer examples of README.md and docs/writing-a-consumer.md, run as written against moto (names they leave to the reader
 are given here)."""
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from pathlib import Path
 
 from consumer_helpers import World
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+WRITING = ROOT / "docs" / "writing-a-consumer.md"
 
 
-def readme_python_block_after(heading: str) -> str:
-    after = README.read_text(encoding="utf-8").split(heading, 1)[1]
+def readme_python_block_after(heading: str, doc: Path = WRITING) -> str:
+    after = doc.read_text(encoding="utf-8").split(heading, 1)[1]
     match = re.search(r"^```python\n(.*?)^```", after, re.MULTILINE | re.DOTALL)
     assert match is not None, f"no python block after {heading!r}"
     return match.group(1)

@@ -1,8 +1,8 @@
-"""The README's deploy commands, run as written with the AWS CLI against a moto server; then EDP's
+"""The deploy commands of docs/deploying.md, run as written with the AWS CLI against a moto server; then EDP's
 documented instrument example goes through the deployed consumer and is pushed, not quarantined.
 
 Only the bundle build (step 1, pip downloading Linux wheels) is replaced by placeholder zips: moto
-never runs the Lambdas' code. The README's example ids (VPC, subnets, security group) are swapped
+never runs the Lambdas' code. The page's example ids (VPC, subnets, security group) are swapped
 for ones that exist in moto, and the emitter template loses the one line moto cannot deploy. The consumer Lambda is then run in-process with the environment the
 stack gave it, on the event its rule delivered.
 """
@@ -27,11 +27,11 @@ from test_emitter_stack import moto_compatible
 
 from consumers.testing.aws import running_moto_server
 
-README = REPO_ROOT / "README.md"
+DEPLOYING = REPO_ROOT / "docs" / "deploying.md"
 WATCHED_BUCKET = "instrument-bucket"
 QUARANTINE_BUCKET = "instrument-quarantine"
 ARTIFACTS = "edp-artifacts"
-# README placeholders that must name real resources in moto.
+# The page's placeholders that must name real resources in moto.
 EXAMPLE_IDS = ("vpc-0123456789abcdef0", "subnet-0aaa1111bbbb2222c", "subnet-0ddd3333eeee4444f")
 EXAMPLE_GROUP = "sg-0123456789abcdef0"
 # EDP's documented example: an instrument writes one folder per experiment.
@@ -47,9 +47,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Tried to pars
 
 
 def readme_block_after(heading: str, language: str = "sh") -> str:
-    """The first ``language`` code block after ``heading`` in the README, dedented."""
-    text = README.read_text(encoding="utf-8")
-    assert heading in text, f"README has no {heading!r}"
+    """The first ``language`` code block after ``heading`` in docs/deploying.md, dedented."""
+    text = DEPLOYING.read_text(encoding="utf-8")
+    assert heading in text, f"docs/deploying.md has no {heading!r}"
     after = text.split(heading, 1)[1]
     match = re.search(rf"^( *)```{language}\n(.*?)^\1```", after, re.MULTILINE | re.DOTALL)
     assert match is not None, f"no {language} block after {heading!r}"
@@ -57,10 +57,10 @@ def readme_block_after(heading: str, language: str = "sh") -> str:
 
 
 def deploy_steps() -> dict[str, str]:
-    """The README's "Deploy, as commands" block, split at its ``# <n>.`` comments."""
+    """The page's "Deploy, as commands" block, split at its ``# <n>.`` comments."""
     steps: dict[str, str] = {}
     current = None
-    for line in readme_block_after("### Deploy, as commands").splitlines():
+    for line in readme_block_after("## Deploy, as commands").splitlines():
         found = re.match(r"# (\d+[a-z]?)\. ", line)
         if found:
             current = found.group(1)
@@ -123,7 +123,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
 
 
 def _script_with_real_ids(workdir: Path) -> str:
-    """Steps 2 to 5 of the README (and the bucket's EventBridge switch), with moto's ids."""
+    """Steps 2 to 5 of the page (and the bucket's EventBridge switch), with moto's ids."""
     ec2, s3 = boto3.client("ec2"), boto3.client("s3")
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     subnets = [

@@ -1,4 +1,4 @@
-"""The README's "Generate" command, run as written (the toolkit's path made real)."""
+"""The "Generate" command of docs/writing-a-consumer.md, run as written (the toolkit's path made real)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_the_readmes_no_input_generate_command_makes_the_project_it_names(
     tmp_path: Path,
 ) -> None:
-    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    block = text.split("### Generate", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
+    text = (REPO_ROOT / "docs" / "writing-a-consumer.md").read_text(encoding="utf-8")
+    block = text.split("## Generate", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
     command = re.search(r"^cookiecutter --no-input .*?(?<!\\)$", block, re.MULTILINE | re.DOTALL)
     cd = re.search(r"^cd (\S+)$", block, re.MULTILINE)
     assert command is not None and cd is not None
