@@ -175,3 +175,99 @@ def test_runnable_blocks_run(block: Block, tmp_path: Path) -> None:
                 "AWS_DEFAULT_REGION": "us-east-1",
             },
         )
+
+
+# Links and the shape of the pages.
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+README_MAX_LINES = 250
+
+
+def _outside_fences(text: str) -> str:
+    return FENCE.sub(lambda match: "\n" * match.group(0).count("\n"), text)
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: link syntax and punctuation dropped, spaces to '-'."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip()).lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(doc: Path) -> set[str]:
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    for match in re.finditer(
+        r"^#{1,6} (.+)$", _outside_fences(doc.read_text(encoding="utf-8")), re.M
+    ):
+        anchor = github_anchor(match.group(1))
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        found.add(f"{anchor}-{count}" if count else anchor)
+    return found
+
+
+def relative_links(doc: Path) -> list[str]:
+    text = _outside_fences(doc.read_text(encoding="utf-8"))
+    text = re.sub(r"`[^`\n]*`", "", text)  # code spans are not links
+    return [
+        target
+        for target in LINK.findall(text)
+        if not re.match(r"^[a-z][a-z0-9+.-]*:", target)  # http:, https:, mailto:, s3:
+    ]
+
+
+LINKS = [(doc, target) for doc in DOCS for target in relative_links(doc)]
+
+
+def test_the_docs_link_to_each_other() -> None:
+    assert len(LINKS) > 50
+    assert any(target.startswith("docs/") for doc, target in LINKS if doc.name == "README.md")
+
+
+@pytest.mark.parametrize(
+    ("doc", "target"), LINKS, ids=[f"{d.relative_to(ROOT)}->{t}" for d, t in LINKS]
+)
+def test_every_relative_link_resolves(doc: Path, target: str) -> None:
+    path, _, anchor = target.partition("#")
+    resolved = (doc.parent / path).resolve() if path else doc
+    assert resolved.exists(), f"{doc.relative_to(ROOT)}: {target} names no file"
+    if anchor and resolved.suffix == ".md":
+        assert anchor in anchors(resolved), (
+            f"{doc.relative_to(ROOT)}: {target}: no heading with that anchor in {resolved.name}"
+        )
+
+
+def test_the_readme_fits_on_a_few_screens() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move details to docs/"
+
+
+@pytest.mark.parametrize("doc", DOCS[1:], ids=[d.name for d in DOCS[1:]])
+def test_every_docs_page_starts_with_its_contents(doc: Path) -> None:
+    text = _outside_fences(doc.read_text(encoding="utf-8"))
+    sections = [m.group(1) for m in re.finditer(r"^## (.+)$", text, re.M)]
+    before_first = text.split("\n## ", 1)[0]
+    missing = [s for s in sections if f"(#{github_anchor(s)})" not in before_first]
+    assert not missing, f"{doc.name}: the contents list before the first section lacks {missing}"
+
+
+def test_no_page_speaks_of_issues_or_targets_by_number() -> None:
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for pattern in (
+            r"\bissues? #?\d+",
+            r"\btargets?\b[^.\n]{0,12}?[≤<(:]?\s*[≤<]\s*\d",
+            r"\btargets?\s*\(",
+            r"\btargets? (within|of|under|below|above) \d",
+        ):
+            found = re.search(pattern, text, re.IGNORECASE)
+            assert found is None, f"{doc.name}: {found.group(0)!r}: say what was measured instead"
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert ci[-1] == "python -m pytest"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"^python -m pytest\s+# run the tests$", quick_start, re.M)
+    assert "pip install -e '.[dev]' && edp demo" in quick_start

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from consumer_helpers import World
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,3 +45,28 @@ def test_writing_your_own_consumer_runs_as_written(world: World) -> None:
     # Author and StudyID only: the instrument workflow wants more, so it is quarantined.
     assert (outcome.status, outcome.registry) == ("quarantined", "my-quarantine")
     assert "is a required property" in outcome.message
+
+
+def test_the_readmes_library_example_runs_as_written(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README.md's "Package a prefix from your own code": settings from the environment."""
+    world.install_workflow()
+    world.put("genome-lab/exp-0042/", {"a.csv": "x\n1\n"})
+    monkeypatch.setenv("QUARANTINE_BUCKET_NAME", world.quarantine)
+    monkeypatch.setenv("SNS_TOPIC_ARN", world.topic_arn)
+    monkeypatch.setenv("QUILT_URL", "https://quilt.example.com")
+    message_body = json.dumps(
+        {
+            "detail-type": "package-objects-ready",
+            "source": "com.quiltdata.edp",
+            "detail": {"version": "0.1", "bucket": world.bucket, "prefix": "genome-lab/exp-0042/"},
+        }
+    )
+    namespace = {"message_body": message_body}
+
+    exec(readme_python_block_after("Package a prefix from your own code", README), namespace)
+
+    # No metadata: the instrument workflow rejects it, so it is quarantined, and the snippet says so.
+    assert namespace["outcome"].status == "quarantined"
+    assert capsys.readouterr().out.strip().endswith("quarantined")
