@@ -1,6 +1,6 @@
 """Package naming: map an S3 prefix to a valid quilt3 package name (``namespace/name``, ``[\\w-]``).
 
-Rules (pure, deterministic, documented in README.md, Package naming):
+Rules (pure, deterministic, documented in docs/consumers.md, Package naming):
 
 1. The prefix is split on ``/`` and empty segments are dropped (``a//b/`` -> ``a``, ``b``).
 2. Each segment is cleaned: accents are removed (``é`` -> ``e``), then every run of characters

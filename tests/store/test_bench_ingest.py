@@ -1,6 +1,6 @@
 """bench/ingest.py keeps working: a tiny run on SQLite prints its table and a verdict per target.
 
-The figures themselves are not checked here (benchmarks print numbers; see README.md, Ingest benchmark).
+The figures themselves are not checked here (benchmarks print numbers; see docs/benchmarks.md).
 """
 
 from __future__ import annotations

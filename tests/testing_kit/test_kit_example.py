@@ -1,4 +1,4 @@
-"""The example test of the README (testing kit section), kept here so the documented example keeps working."""
+"""The example test of docs/writing-a-consumer.md (testing kit section), kept here so the documented example keeps working."""
 
 from __future__ import annotations
 
