@@ -271,3 +271,26 @@ def test_ci_runs_the_readmes_test_command() -> None:
     quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert re.search(r"^python -m pytest\s+# run the tests$", quick_start, re.M)
     assert "pip install -e '.[dev]' && edp demo" in quick_start
+
+
+REPO_PATH = re.compile(
+    r"`((?:tests|bench|edp|consumers|deploy|workflows|cookiecutter-consumer|docs)/[\w./-]*)`"
+)
+NOT_REPO_PATHS = {
+    "tests/test_handler.py": "a generated consumer project's file",
+    "edp/raw": "a package name",
+    "edp/edp-emitter.zip": "an S3 key",
+    "edp/edp-consumer.zip": "an S3 key",
+    "docs/CHANGELOG.md": "quiltdata/quilt's file",
+}
+
+
+def test_every_repository_path_the_docs_name_exists() -> None:
+    """Test files, scripts and templates named in code spans exist (so renames reach the docs)."""
+    missing = [
+        f"{doc.relative_to(ROOT)}: {path}"
+        for doc in DOCS
+        for path in REPO_PATH.findall(doc.read_text(encoding="utf-8"))
+        if path not in NOT_REPO_PATHS and not (ROOT / path).exists()
+    ]
+    assert not missing, missing

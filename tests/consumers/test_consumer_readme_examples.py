@@ -1,18 +1,17 @@
-"""The consumer examples of README.md and docs/writing-a-consumer.md, run as written against moto (names they leave to the reader
-are given here)."""
+"""The consumer examples of README.md and docs/writing-a-consumer.md, run as written against
+moto (names they leave to the reader are given here)."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+from typing import Any
 
-import pytest
 from consumer_helpers import World
 
-ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
-WRITING = ROOT / "docs" / "writing-a-consumer.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
+WRITING = README.parent / "docs" / "writing-a-consumer.md"
 
 
 def readme_python_block_after(heading: str, doc: Path = WRITING) -> str:
@@ -48,7 +47,7 @@ def test_writing_your_own_consumer_runs_as_written(world: World) -> None:
 
 
 def test_the_readmes_library_example_runs_as_written(
-    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    world: World, monkeypatch: Any, capsys: Any
 ) -> None:
     """README.md's "Package a prefix from your own code": settings from the environment."""
     world.install_workflow()

@@ -1,5 +1,6 @@
-"""The deploy commands of docs/deploying.md, run as written with the AWS CLI against a moto server; then EDP's
-documented instrument example goes through the deployed consumer and is pushed, not quarantined.
+"""The deploy commands of docs/deploying.md, run as written with the AWS CLI against a moto
+server; then EDP's documented instrument example goes through the deployed consumer and is
+pushed, not quarantined.
 
 Only the bundle build (step 1, pip downloading Linux wheels) is replaced by placeholder zips: moto
 never runs the Lambdas' code. The page's example ids (VPC, subnets, security group) are swapped
