@@ -298,7 +298,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edp.service import run_service
+    from edp.run import run_service
 
     settings = settings_from_args(args)
     if not 0 <= args.poll_wait <= 20:
@@ -323,7 +323,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
     from edp.logs import command_logging
     from edp.redrive import redrive, resolve_queues
-    from edp.service import client_factory, stop_on_signals
+    from edp.run import client_factory, stop_on_signals
 
     if args.max is not None and args.max < 1:
         raise SettingsError("--max", args.max, "a whole number >= 1")
@@ -347,7 +347,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from edp.emitter import build_scope
     from edp.publisher import Publisher
     from edp.rules_file import load_rules
-    from edp.service import client_factory
+    from edp.run import client_factory
     from edp.store import open_store
 
     settings = settings_from_args(args)

@@ -628,7 +628,8 @@ def _run(
         "demo",
         f"emitter settings: depth {settings.prefix_depth}, count {THRESHOLD_COUNT}, duration {THRESHOLD_DURATION}s, ignore {IGNORED!r}",
     )
-    from edp.service import Service, stop_on_signals
+    from edp.run import stop_on_signals
+    from edp.service import Service
     from edp.store import open_store
 
     store = open_store(settings.database_url)

@@ -29,3 +29,7 @@ class StoreError(EdpError):
 
 class PublishError(EdpError):
     """Publishing package-objects-ready events failed after every retry."""
+
+
+class ServiceError(EdpError):
+    """`edp run` cannot start or keep running (queue missing, no permission, store unusable)."""
