@@ -26,9 +26,10 @@ from edp.emitter import Emitter
 from edp.errors import BadEventError
 from edp.events import Parsed, parse_message
 from edp.publisher import Publisher, PublishReport, publish_pending
-from edp.settings import Settings, redact_url
+from edp.settings import Settings
 from edp.store import BatchStore, open_store
 from edp.store.base import DROPPED_PREFIX
+from edp.store.urls import redact_url
 
 # Powertools reads its own variables; these defaults only matter outside the stack (tests, local).
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "edp")

@@ -18,8 +18,9 @@ from typing import Any
 from edp.errors import ServiceError, SettingsError
 from edp.logs import command_logging
 from edp.service import Service
-from edp.settings import Settings, redact_url
+from edp.settings import Settings
 from edp.store import open_store
+from edp.store.urls import redact_url
 
 EXIT_INTERRUPTED = 130  # a second stop signal: exit at once, as a shell does after Ctrl-C
 
@@ -202,7 +203,6 @@ def run_service(
             sqs = DeadlineQueue(sqs, started + max_runtime)
         store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
         try:
-            scheme = settings.database_url.split(":", 1)[0].lower()
             service = Service(
                 settings,
                 store,
@@ -213,7 +213,7 @@ def run_service(
                 s3_client=client_factory("s3", endpoint_url=endpoint_url, region=region),
                 stop=stop,
                 poll_wait=poll_wait,
-                exclusive_store=scheme in ("sqlite", "memory"),
+                exclusive_store=store.exclusive,
             )
             logger.info(
                 "polling %s (store %s, bus %s%s; duration %d s, count %d); Ctrl-C to stop",

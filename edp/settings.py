@@ -360,13 +360,11 @@ class Settings:
             raise invalid("event_bus", self.event_bus, SETTING["event_bus"].valid)
         if self.sns_topic_arn is not None and not self.sns_topic_arn.startswith("arn:"):
             raise invalid("sns_topic_arn", self.sns_topic_arn, SETTING["sns_topic_arn"].valid)
-        scheme = self.database_url.split(":", 1)[0].lower()
-        if scheme not in ("sqlite", "postgresql", "postgres", "memory"):
-            raise invalid(
-                "database_url",
-                redact_url(self.database_url),
-                "sqlite:///path/to/file.sqlite or postgresql://user@host:5432/db",
-            )
+        # Imported here: edp.store imports edp.core, which imports this module.
+        from edp.store.urls import EXPECTED, backend_of, redact_url
+
+        if backend_of(self.database_url) is None:
+            raise invalid("database_url", redact_url(self.database_url), EXPECTED)
 
     @classmethod
     def from_sources(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -386,17 +384,3 @@ class Settings:
             if value is not None and key not in values:
                 values[key] = value
         return cls(**values)
-
-
-# A password given as a parameter: ``password=`` (or ``sslpassword=``) in a URL's query or in a
-# libpq key=value string (``host=db password=secret``, values possibly quoted: ``password='a b'``).
-_PASSWORD_PARAM = re.compile(
-    r"((?:^|[\s?&])(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]*)", re.IGNORECASE
-)
-
-
-def redact_url(url: str) -> str:
-    """The URL or libpq connection string with every password replaced by ``***`` (safe to log
-    or print): in a URL's user part, and in any ``password=`` parameter, quoted or not."""
-    masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    return _PASSWORD_PARAM.sub(r"\1***", masked)

@@ -49,7 +49,6 @@ from edp.core import (
     rescheduled,
 )
 from edp.errors import StoreError
-from edp.settings import redact_url
 from edp.store.base import (
     BatchStore,
     PendingBatch,
@@ -59,6 +58,7 @@ from edp.store.base import (
 )
 from edp.store.rows import BATCH_COLUMNS, OUTBOX_COLUMNS, batch_from_row, emission_from_row
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
+from edp.store.urls import redact_url
 
 log = logging.getLogger(__name__)
 
