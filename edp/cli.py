@@ -323,7 +323,8 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
     from edp.logs import command_logging
     from edp.redrive import redrive, resolve_queues
-    from edp.run import client_factory, stop_on_signals
+    from edp.run import stop_on_signals
+    from edp_common.clients import client_factory
 
     if args.max is not None and args.max < 1:
         raise SettingsError("--max", args.max, "a whole number >= 1")
@@ -347,8 +348,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from edp.emitter import build_scope
     from edp.publisher import Publisher
     from edp.rules_file import load_rules
-    from edp.run import client_factory
     from edp.store import open_store
+    from edp_common.clients import client_factory
 
     settings = settings_from_args(args)
     if args.concurrency < 1:

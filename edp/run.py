@@ -21,25 +21,11 @@ from edp.service import Service
 from edp.settings import Settings
 from edp.store import open_store
 from edp.store.urls import redact_url
+from edp_common.clients import client_factory
 
 EXIT_INTERRUPTED = 130  # a second stop signal: exit at once, as a shell does after Ctrl-C
 
 logger = logging.getLogger(__name__)
-
-
-def client_factory(
-    service_name: str, *, endpoint_url: str | None, region: str | None
-) -> Callable[[], Any]:
-    """A factory making a boto3 client when first needed (each call has its own session,
-    because boto3 sessions are not thread-safe and the two threads create their clients)."""
-
-    def make() -> Any:
-        import boto3
-
-        session = boto3.session.Session(region_name=region)
-        return session.client(service_name, endpoint_url=endpoint_url)  # type: ignore[call-overload]
-
-    return make
 
 
 def _error_code(err: Exception) -> str:

@@ -277,10 +277,10 @@ def secret_params(
     parts = secret_arn.split(":")
     region = parts[3] if len(parts) > 6 and parts[0] == "arn" and parts[3] else None
     if client_factory is None:
-        import boto3
+        from edp_common.clients import make_client
 
         def client_factory() -> Any:
-            return boto3.client("secretsmanager", region_name=region)
+            return make_client("secretsmanager", region=region)
 
     try:
         text = client_factory().get_secret_value(SecretId=secret_arn)["SecretString"]
