@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from edp.core import Emission, RoutedEvent, Rules
+from edp.counters import DROPPED_PREFIX
 from edp.events import ObjectEvent, Parsed
-from edp.rules_file import RuleSet, load_rules
+from edp.rules_file import RuleSet, load_rules, rules_from_settings
 from edp.scope import Scope
 from edp.settings import Settings
-from edp.store.base import DROPPED_PREFIX, BatchStore
+from edp.store.base import BatchStore
 
 logger = logging.getLogger(__name__)
 
@@ -136,5 +137,5 @@ def build_scope(settings: Settings, ruleset: RuleSet | None = None) -> Scope:
 
 
 def build_rules(settings: Settings, ruleset: RuleSet | None = None) -> Rules:
-    base = Rules.from_settings(settings)
+    base = rules_from_settings(settings)
     return ruleset.apply_to(base) if ruleset is not None else base

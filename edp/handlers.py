@@ -22,13 +22,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from edp.clock import Clock, utc_now
 from edp.core import Emission
+from edp.counters import DROPPED_PREFIX
 from edp.emitter import Emitter
 from edp.errors import BadEventError
 from edp.events import Parsed, parse_message
 from edp.publisher import Publisher, PublishReport, publish_pending
 from edp.settings import Settings, redact_url
 from edp.store import BatchStore, open_store
-from edp.store.base import DROPPED_PREFIX
 
 # Powertools reads its own variables; these defaults only matter outside the stack (tests, local).
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "edp")

@@ -28,13 +28,13 @@ from typing import Any
 
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import Emission
+from edp.counters import DROPPED_PREFIX
 from edp.emitter import Emitter
 from edp.errors import BadEventError
 from edp.events import Parsed, parse_message
 from edp.publisher import CLAIM_LEASE, CLAIM_LIMIT, Publisher, PublishReport, publish_pending
 from edp.settings import Settings
 from edp.store import BatchStore
-from edp.store.base import DROPPED_PREFIX
 
 RECEIVE_MAX_MESSAGES = 10  # ReceiveMessage / DeleteMessageBatch API limit per call
 # When a receive comes back full, the queue has more: up to this many receives (no wait) are

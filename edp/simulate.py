@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from edp.core import ACCEPTED, DUPLICATE, STALE, Emission, emission_order
+from edp.core import Emission, emission_order
+from edp.counters import ACCEPTED, DROPPED_PREFIX, DUPLICATE, STALE
 from edp.emitter import Emitter
 from edp.errors import BadEventError
 from edp.events import Parsed, parse_message
 from edp.publisher import eventbridge_event
-from edp.store.base import DROPPED_PREFIX
 
 CHUNK_EVENTS = 1000  # events per store transaction; chunking does not change the output
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # "after the last event": every batch falls due

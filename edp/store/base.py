@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from edp.core import Changes, Emission, OpenBatch, RoutedEvent, Rules, Snapshot, apply_events
+from edp.counters import emitted
 
 SCHEMA_VERSION = 1
-EMITTED_PREFIX = "emitted:"  # counter names for emissions, by trigger
-DROPPED_PREFIX = "dropped:"  # counter names for dropped events, by reason
 
 
 @dataclass
@@ -147,7 +146,7 @@ class BatchStore(ABC):
 
 def emitted_counters(emissions: Iterable[Emission]) -> Counter[str]:
     """One ``emitted:<trigger>`` increment per closed batch."""
-    return Counter(EMITTED_PREFIX + emission.trigger for emission in emissions)
+    return Counter(emitted(emission.trigger) for emission in emissions)
 
 
 def counters_for(changes: Changes) -> Counter[str]:
