@@ -89,9 +89,18 @@ def eventbridge_event(
     }
 
 
+@dataclass(frozen=True)
+class PublishedBatch:
+    """A batch the bus accepted, and when it was marked published."""
+
+    emission: Emission
+    at: datetime
+
+
 @dataclass
 class PublishReport:
-    published: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)  # batch ids, in the order sent
+    batches: list[PublishedBatch] = field(default_factory=list)  # the same batches, whole
     failed: list[str] = field(default_factory=list)
     sns_failures: int = 0
     deferred: int = 0  # claimed but not attempted before the deadline or a stop: given back
@@ -147,6 +156,7 @@ class Publisher:
             chunk = list(emissions[start : start + PUT_EVENTS_MAX_ENTRIES])
             done, failed, sns_failures = self.send(chunk)
             report.published.extend(e.batch_id for e in done)
+            report.batches.extend(PublishedBatch(e, utc_now()) for e in done)
             report.failed.extend(e.batch_id for e in failed)
             report.sns_failures += sns_failures
         return report
@@ -304,8 +314,10 @@ def publish_pending(
                 return total
             done, failed, sns_failures = publisher.send(chunk, time_left=time_left, stop=stop)
             if done:
-                store.mark_published([e.batch_id for e in done], clock())
+                at = clock()
+                store.mark_published([e.batch_id for e in done], at)
                 total.published.extend(e.batch_id for e in done)
+                total.batches.extend(PublishedBatch(e, at) for e in done)
             total.sns_failures += sns_failures
             if failed:
                 total.failed.extend(e.batch_id for e in failed)

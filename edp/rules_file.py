@@ -337,3 +337,14 @@ def _opt_duration(
     if seconds < 1:
         raise bad(name, f"{value!r} is not a duration of at least 1 second")
     return seconds
+
+
+def rules_from_settings(settings: Settings) -> Rules:
+    """The global thresholds of ``settings`` (a rules file's defaults and overrides go on top)."""
+    return Rules(
+        threshold_count=settings.threshold_count,
+        threshold_duration=timedelta(seconds=settings.threshold_duration),
+        max_age=timedelta(seconds=settings.max_age) if settings.max_age else None,
+        marker_patterns=tuple(re.compile(fnmatch.translate(p)) for p in settings.marker_files),
+        dedupe_window=timedelta(seconds=settings.dedupe_window),
+    )

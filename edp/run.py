@@ -222,12 +222,13 @@ def run_service(
             finally:
                 if timer is not None:
                     timer.cancel()
+            backlog = service.emitter.backlog()
             logger.info(
                 "stopped after %.1f s: %s; %d batch(es) open, %d waiting to be published",
                 time.monotonic() - started,
                 stats.summary(),
-                len(store.open_batches()),
-                store.pending_count(),
+                backlog.open,
+                backlog.pending,
             )
         finally:
             store.close()

@@ -21,20 +21,17 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from edp.clock import Clock, rfc3339, utc_now
-from edp.core import Emission
+from edp.counters import ACCEPTED, DUPLICATE, STALE, total_dropped
 from edp.emitter import Emitter
-from edp.errors import BadEventError
-from edp.events import Parsed, parse_message
-from edp.publisher import CLAIM_LEASE, CLAIM_LIMIT, Publisher, PublishReport, publish_pending
+from edp.publisher import PublishedBatch, Publisher, PublishReport
 from edp.settings import Settings
 from edp.store import BatchStore
-from edp.store.base import DROPPED_PREFIX
 
 RECEIVE_MAX_MESSAGES = 10  # ReceiveMessage / DeleteMessageBatch API limit per call
 # When a receive comes back full, the queue has more: up to this many receives (no wait) are
@@ -74,30 +71,14 @@ class ServiceStats:
     events: Counter[str] = field(default_factory=Counter)  # accepted, duplicate, dropped:*...
 
     def summary(self) -> str:
-        dropped = sum(n for name, n in self.events.items() if name.startswith(DROPPED_PREFIX))
+        dropped = total_dropped(self.events)
         return (
             f"{self.received} message(s) received, {self.stored} stored, "
             f"{self.deleted} deleted, {self.rejected} rejected; "
-            f"{self.events.get('accepted', 0)} event(s) accepted, {dropped} dropped, "
-            f"{self.events.get('duplicate', 0)} duplicate, {self.events.get('stale', 0)} stale; "
+            f"{self.events.get(ACCEPTED, 0)} event(s) accepted, {dropped} dropped, "
+            f"{self.events.get(DUPLICATE, 0)} duplicate, {self.events.get(STALE, 0)} stale; "
             f"{self.published} batch(es) published, {self.publish_failures} publish failure(s)"
         )
-
-
-class ReportingPublisher(Publisher):
-    """A Publisher that tells the service about each batch that reached the bus (for the log)."""
-
-    def __init__(self, *args: Any, on_published: Callable[[Emission], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_published = on_published
-
-    def send(
-        self, chunk: Sequence[Emission], **kwargs: Any
-    ) -> tuple[list[Emission], list[Emission], int]:
-        done, failed, sns_failures = super().send(chunk, **kwargs)
-        for emission in done:
-            self.on_published(emission)
-        return done, failed, sns_failures
 
 
 class Service:
@@ -131,14 +112,13 @@ class Service:
         self.poll_wait = poll_wait
         self.exclusive_store = exclusive_store
         self.stats = ServiceStats()
-        self.publisher = ReportingPublisher(
+        self.publisher = Publisher(
             events_client,
             settings.event_bus,
             sns_client=sns_client,
             topic_arn=settings.sns_topic_arn,
             # Retry back-offs end at once on a stop request (the default).
             sleep=sleep if sleep is not None else self.stop.wait,
-            on_published=self._log_published,
             rule_of=self.emitter.rule_name,
         )
         self._sqs_factory = sqs_client
@@ -206,62 +186,44 @@ class Service:
             last = len(more)
             if not _gather(messages, more):
                 break  # only messages already in hand came back (a short visibility timeout)
-        parsed: list[Parsed] = []
-        good: list[dict[str, Any]] = []
-        rejected = 0
-        for message in messages:
-            try:
-                parsed.append(
-                    parse_message(
-                        message.get("Body", ""),
-                        eventbridge_keys_encoded=self.settings.eventbridge_keys_encoded,
-                    )
-                )
-            except BadEventError as err:
-                rejected += 1
-                logger.warning(
-                    "rejected message %s (left on the queue for its dead-letter queue): %s",
-                    message.get("MessageId", "?"),
-                    err,
-                )
-                continue
-            good.append(message)
-        with self._stats_lock:
-            self.stats.received += len(messages)
-            self.stats.rejected += rejected
-        if not good:
-            return len(messages)
+        by_id = {str(i): m for i, m in enumerate(messages)}
         try:
-            outcome, unstored = self.emitter.ingest_isolated(parsed, arrived=self.clock())
+            accepted = self.emitter.accept(
+                ((i, m.get("Body", "")) for i, m in by_id.items()), arrived=self.clock()
+            )
         except Exception:
             with self._stats_lock:
+                self.stats.received += len(messages)
                 self.stats.store_failures += 1
             raise
-        if unstored:
-            # The store refused these alone: like bad messages, they stay for the dead-letter queue.
-            for index in unstored:
-                logger.warning(
-                    "message %s could not be stored (left on the queue for its dead-letter queue)",
-                    good[index].get("MessageId", "?"),
-                )
-            keep = [i for i in range(len(good)) if i not in set(unstored)]
-            good, parsed = [good[i] for i in keep], [parsed[i] for i in keep]
-            with self._stats_lock:
-                self.stats.rejected += len(unstored)
+        for reject in accepted.rejects:
+            # Bad, or refused by the store alone: left on the queue for its dead-letter queue.
+            logger.warning(
+                "%s %s (left on the queue for its dead-letter queue): %s",
+                "message" if reject.unstored else "rejected message",
+                by_id[reject.key].get("MessageId", "?"),
+                reject.reason,
+            )
+        stored = [by_id[i] for i in accepted.stored]
+        outcome = accepted.outcome
         with self._stats_lock:
-            self.stats.stored += len(good)
+            self.stats.received += len(messages)
+            self.stats.rejected += len(accepted.rejects)
+            self.stats.stored += len(stored)
             self.stats.events.update(outcome.counters)
+        if not stored:
+            return len(messages)
         # Wake the emitter thread only when it has something to do before it would wake anyway:
         # batches closed (count, marker), or a batch now falls due before its planned sweep.
         planned = self._next_sweep_at
         due = outcome.earliest_due
         if outcome.emissions or (due is not None and (planned is None or due < planned)):
             self._wake.set()
-        deleted = self._delete(good)
+        deleted = self._delete(stored)  # only now: the store has committed them
         with self._stats_lock:
             self.stats.deleted += deleted
-        self._log_stored(len(good), outcome.counters, len(outcome.emissions))
-        for message, one in zip(good, parsed, strict=True):
+        self._log_stored(len(stored), outcome.counters, len(outcome.emissions))
+        for message, one in zip(stored, accepted.parsed, strict=True):
             logger.debug(
                 "message %s: %d event(s), ignored %s",
                 message.get("MessageId", "?"),
@@ -317,8 +279,18 @@ class Service:
         sweep after a stop publishes for at most FINAL_SWEEP_BUDGET, one attempt per chunk.
         """
         now = self.clock()
-        closed = self.emitter.close_due(now)
-        for emission in closed:
+        purge = self._last_purge is None or now - self._last_purge >= PURGE_EVERY
+        swept = self.emitter.sweep(
+            self.publisher,
+            self.clock,
+            budget=FINAL_SWEEP_BUDGET if final else SWEEP_BUDGET,
+            stop=_never if final else self.stop.is_set,
+            max_attempts=1 if final else None,
+            purge=purge,
+        )
+        if purge:
+            self._last_purge = now
+        for emission in swept.closed:
             logger.debug(
                 "closed s3://%s/%s (%s, batch %s)",
                 emission.bucket,
@@ -326,34 +298,18 @@ class Service:
                 emission.trigger,
                 emission.batch_id,
             )
-        if final:
-            attempts, self.publisher.max_attempts = self.publisher.max_attempts, 1
-            try:
-                report = publish_pending(
-                    self.store, self.publisher, self.clock, deadline=now + FINAL_SWEEP_BUDGET
-                )
-            finally:
-                self.publisher.max_attempts = attempts
-        else:
-            report = publish_pending(
-                self.store,
-                self.publisher,
-                self.clock,
-                deadline=now + SWEEP_BUDGET,
-                stop=self.stop.is_set,
-            )
+        for batch in swept.publish.batches:
+            self._log_published(batch)
         with self._stats_lock:
-            self.stats.publish_failures += len(report.failed) + report.sns_failures
-        if self._last_purge is None or now - self._last_purge >= PURGE_EVERY:
-            purged = self.store.purge(now, self.emitter.rules.dedupe_window)
-            self._last_purge = now
-            if purged:
-                logger.debug("purged %d expired dedupe entr(ies)", purged)
-        return report
+            self.stats.published += len(swept.publish.batches)
+            self.stats.publish_failures += swept.failed + swept.publish.sns_failures
+        if swept.purged:
+            logger.debug("purged %d expired dedupe entr(ies)", swept.purged)
+        return swept.publish
 
     def seconds_until_next_sweep(self) -> float:
         """Until the next batch falls due, but never longer than RESWEEP_EVERY."""
-        due = self.store.next_due()
+        due = self.emitter.next_due()
         if due is None:
             return RESWEEP_EVERY
         delay = (due - self.clock()).total_seconds()
@@ -382,23 +338,9 @@ class Service:
             self._wake.wait(wait)
 
     def reclaim_abandoned(self) -> int:
-        """Release claims left by a previous run that died mid-publish (exclusive stores only).
-
-        A claim is a lease: on a shared store another emitter's claim must be respected until it
-        expires. When this process is the store's only user, every claim is a dead process's, so
-        taking them back now re-publishes those batches (same batch_id) without waiting.
-        """
-        horizon = self.clock() + CLAIM_LEASE  # every lease taken before now has expired by then
-        # Claim everything first (each claim takes rows the previous ones did not), then give it
-        # all back: releasing as it goes would hand the same rows to the next claim, forever.
-        taken: list[str] = []
-        while True:
-            claimed = self.store.claim_pending(horizon, CLAIM_LEASE, limit=CLAIM_LIMIT * 5)
-            taken.extend(e.batch_id for e in claimed)
-            if len(claimed) < CLAIM_LIMIT * 5:
-                break
-        self.store.release(taken)
-        reclaimed = len(taken)
+        """Release claims left by a previous run that died mid-publish (see
+        :meth:`Emitter.reclaim_abandoned`; exclusive stores only)."""
+        reclaimed = self.emitter.reclaim_abandoned(self.clock())
         if reclaimed:
             logger.info(
                 "%d batch(es) were closed but not published before; sending them", reclaimed
@@ -407,9 +349,9 @@ class Service:
 
     # --- progress lines -----------------------------------------------------------------
     def _log_stored(self, messages: int, counters: Counter[str], closed: int) -> None:
-        dropped = sum(n for name, n in counters.items() if name.startswith(DROPPED_PREFIX))
+        dropped = total_dropped(counters)
         extra = []
-        for name in ("duplicate", "stale"):
+        for name in (DUPLICATE, STALE):
             if counters.get(name):
                 extra.append(f"{counters[name]} {name}")
         if dropped:
@@ -419,14 +361,13 @@ class Service:
         logger.info(
             "stored %d message(s): %d event(s) accepted%s",
             messages,
-            counters.get("accepted", 0),
+            counters.get(ACCEPTED, 0),
             "".join(f", {part}" for part in extra),
         )
 
-    def _log_published(self, emission: Emission) -> None:
-        with self._stats_lock:
-            self.stats.published += 1
-        late = (self.clock() - emission.emitted_at).total_seconds()
+    def _log_published(self, batch: PublishedBatch) -> None:
+        emission = batch.emission
+        late = (batch.at - emission.emitted_at).total_seconds()
         logger.info(
             "published s3://%s/%s: %d file(s), trigger %s, batch %s, due %s, sent %.3f s after",
             emission.bucket,
@@ -437,6 +378,10 @@ class Service:
             rfc3339(emission.emitted_at),
             late,
         )
+
+
+def _never() -> bool:
+    return False
 
 
 def _gather(messages: list[dict[str, Any]], more: list[dict[str, Any]]) -> bool:

@@ -523,10 +523,10 @@ class PostgresStore(BatchStore):
         return self._run(read, what="read the schema version", idempotent=True)
 
     # --- ingest ------------------------------------------------------------------------
-    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
         def work(conn: psycopg.Connection[Any]) -> Changes:
             snapshot = self._load(conn, events)
-            changes = apply_to_snapshot(snapshot, events, rules)
+            changes = apply_to_snapshot(snapshot, events, rules, dropped)
             self._save(conn, changes, rules)
             return changes
 

@@ -218,10 +218,10 @@ class SqliteStore(BatchStore):
         return self._write()
 
     # --- ingest ------------------------------------------------------------------------
-    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
         with self._write() as db:
             snapshot = self._load(db, events)
-            changes = apply_to_snapshot(snapshot, events, rules)
+            changes = apply_to_snapshot(snapshot, events, rules, dropped)
             self._save(db, changes, rules)
             return changes
 

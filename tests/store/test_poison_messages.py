@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -300,10 +301,10 @@ class RefusingStore(MemoryStore):
     """A store that refuses any transaction holding a key with 'refuse' in it (as a database
     might refuse a value the edge let through)."""
 
-    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
         if any("refuse" in r.event.key for r in events):
             raise StoreError("value refused by the database")
-        return super()._apply(events, rules)
+        return super()._apply(events, rules, dropped)
 
 
 @pytest.mark.parametrize("entry", ["store_in_db", "poll_once"])
