@@ -600,15 +600,10 @@ def _run(
     env = point_at(endpoint, work)
     started = f" (moto server, pid {pid})" if pid else ""
     console.say("demo", f"AWS emulator at {endpoint}{started}; state in {work}")
-    import boto3
-
-    session_lock = threading.Lock()
+    from edp_common.clients import make_client
 
     def client(service: str) -> Any:
-        with session_lock:  # boto3's default session is not thread-safe while it creates clients
-            return boto3.session.Session().client(
-                service, region_name=REGION, endpoint_url=endpoint
-            )  # type: ignore[call-overload]
+        return make_client(service, region=REGION, endpoint_url=endpoint)
 
     probe = probe_emulator(client)
     for finding in probe.describe():

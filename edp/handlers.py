@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
@@ -25,8 +24,10 @@ from edp.emitter import Acceptance, Emitter
 from edp.errors import BackfillError, BadEventError
 from edp.events import Parsed
 from edp.publisher import Publisher, PublishReport
-from edp.settings import Settings, redact_url
+from edp.settings import Settings
 from edp.store import BatchStore, open_store
+from edp.store.urls import redact_url
+from edp_common.clients import client_factory, make_client
 
 # Powertools reads its own variables; these defaults only matter outside the stack (tests, local).
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "edp")
@@ -76,10 +77,10 @@ def build_runtime(clock: Clock = utc_now) -> Runtime:
     )
     emitter = Emitter(settings, store)
     publisher = Publisher(
-        lambda: boto3.client("events"),
+        client_factory("events"),
         settings.event_bus,
-        sns_client=lambda: boto3.client("sns"),
-        sts_client=lambda: boto3.client("sts"),
+        sns_client=client_factory("sns"),
+        sts_client=client_factory("sts"),
         topic_arn=settings.sns_topic_arn,
         rule_of=emitter.rule_name,
     )
@@ -222,7 +223,7 @@ def backfill(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not uris:
         raise BackfillError("no bucket to backfill: set EDP_BUCKET_NAME or pass 'uris'")
     rate = options.get("rate")
-    s3 = boto3.client("s3")
+    s3 = make_client("s3")
     results = []
     for uri in uris:
         plan, report = run_backfill(

@@ -25,7 +25,8 @@ CLAIM_LIMIT = 100  # batches claimed at once: ten PutEvents calls
 # How long one claim may be published for: its batches are sent within this, or given back.
 CLAIM_BUDGET = timedelta(seconds=30)
 # A claim's lease outlives the time allowed to publish it by this much, so a PutEvents call still
-# in flight at the deadline (botocore's read timeout is 60 s) ends before anyone else may re-send.
+# in flight at the deadline ends before anyone else may re-send: the events client's timeouts and
+# retries (edp_common.clients) bound one call well within it (a test checks).
 LEASE_MARGIN = timedelta(seconds=90)
 CLAIM_LEASE = CLAIM_BUDGET + LEASE_MARGIN  # the longest lease any claim gets
 DEFAULT_ACCOUNT = "000000000000"  # what `edp simulate` prints: there is no deployment
@@ -267,13 +268,11 @@ class Publisher:
 def _sts_like(events: Any) -> Any:
     """An STS client in the EventBridge client's region, and at its endpoint when that is an
     emulator's (a non-AWS endpoint serves every service), for callers that pass no STS factory."""
-    import boto3
+    from edp_common.clients import make_client
 
     endpoint = getattr(events.meta, "endpoint_url", None)
     custom = endpoint if endpoint and "amazonaws.com" not in endpoint else None
-    return boto3.session.Session().client(
-        "sts", region_name=events.meta.region_name, endpoint_url=custom
-    )
+    return make_client("sts", region=events.meta.region_name, endpoint_url=custom)
 
 
 def publish_pending(

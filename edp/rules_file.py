@@ -195,9 +195,9 @@ def read_source(source: str, s3_client: Callable[[], Any] | None = None) -> str:
 
 
 def _default_s3() -> Any:
-    import boto3
+    from edp_common.clients import make_client
 
-    return boto3.client("s3")
+    return make_client("s3")
 
 
 def parse_text(source: str, text: str) -> Any:

@@ -18,27 +18,14 @@ from typing import Any
 from edp.errors import ServiceError, SettingsError
 from edp.logs import command_logging
 from edp.service import Service
-from edp.settings import Settings, redact_url
+from edp.settings import Settings
 from edp.store import open_store
+from edp.store.urls import redact_url
+from edp_common.clients import client_factory
 
 EXIT_INTERRUPTED = 130  # a second stop signal: exit at once, as a shell does after Ctrl-C
 
 logger = logging.getLogger(__name__)
-
-
-def client_factory(
-    service_name: str, *, endpoint_url: str | None, region: str | None
-) -> Callable[[], Any]:
-    """A factory making a boto3 client when first needed (each call has its own session,
-    because boto3 sessions are not thread-safe and the two threads create their clients)."""
-
-    def make() -> Any:
-        import boto3
-
-        session = boto3.session.Session(region_name=region)
-        return session.client(service_name, endpoint_url=endpoint_url)  # type: ignore[call-overload]
-
-    return make
 
 
 def _error_code(err: Exception) -> str:
@@ -202,7 +189,6 @@ def run_service(
             sqs = DeadlineQueue(sqs, started + max_runtime)
         store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
         try:
-            scheme = settings.database_url.split(":", 1)[0].lower()
             service = Service(
                 settings,
                 store,
@@ -213,7 +199,7 @@ def run_service(
                 s3_client=client_factory("s3", endpoint_url=endpoint_url, region=region),
                 stop=stop,
                 poll_wait=poll_wait,
-                exclusive_store=scheme in ("sqlite", "memory"),
+                exclusive_store=store.exclusive,
             )
             logger.info(
                 "polling %s (store %s, bus %s%s; duration %d s, count %d); Ctrl-C to stop",

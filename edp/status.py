@@ -9,8 +9,9 @@ from typing import IO, Any
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import OpenBatch
 from edp.counters import GROUPS, group_of
-from edp.settings import Settings, redact_url
+from edp.settings import Settings
 from edp.store import PendingBatch, open_store
+from edp.store.urls import redact_url
 
 PENDING_SHOWN = 20  # batches waiting to publish listed in the table (the JSON lists 100)
 

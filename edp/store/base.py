@@ -45,6 +45,9 @@ class BatchStore(ABC):
     """Persistent batch state. Every method is one transaction."""
 
     url: str = ""
+    # True when one process is the store's only user (`edp run` on SQLite or in memory): then
+    # every claim it finds at start-up is a dead run's, taken back at once instead of waiting.
+    exclusive: bool = False
 
     # --- what a backend implements -------------------------------------------------------
     @abstractmethod

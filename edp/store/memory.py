@@ -58,6 +58,8 @@ def astuple_emission(emission: Emission) -> tuple[Any, ...]:
 class MemoryStore(BatchStore):
     """All state in dictionaries and heaps; nothing survives the process."""
 
+    exclusive = True
+
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._lock = threading.RLock()

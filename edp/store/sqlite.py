@@ -129,6 +129,8 @@ def path_of(url: str) -> str:
 class SqliteStore(BatchStore):
     """Batch state in one SQLite file; safe for one writer process and any number of readers."""
 
+    exclusive = True
+
     def __init__(self, url: str, *, durable: bool = True, read_only: bool = False) -> None:
         """``read_only``: open an existing store without creating or changing anything (status).
         ``durable=False``: a throwaway file (simulate's own), commits skip the fsync."""
