@@ -33,3 +33,22 @@ class PublishError(EdpError):
 
 class ServiceError(EdpError):
     """`edp run` cannot start or keep running (queue missing, no permission, store unusable)."""
+
+
+class RedriveError(EdpError):
+    """The queues cannot be found or used."""
+
+
+class RulesError(SettingsError):
+    """The rules file cannot be read, or one of its rules has a field that is not allowed."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.name = "EDP_RULES"
+        self.value = source
+        self.allowed = problem
+        Exception.__init__(self, f"rules file {source}: {problem}")
+
+
+class BackfillError(EdpError):
+    """The backfill cannot start or finish (bad URI, unwatched bucket, publish failures)."""

@@ -21,7 +21,7 @@ from edp import counters
 from edp.clock import Clock, utc_now
 from edp.core import Emission
 from edp.emitter import Acceptance, Emitter
-from edp.errors import BadEventError
+from edp.errors import BackfillError, BadEventError
 from edp.events import Parsed
 from edp.publisher import Publisher, PublishReport
 from edp.settings import Settings
@@ -205,7 +205,7 @@ def backfill(event: dict[str, Any], context: Any) -> dict[str, Any]:
     carries none of them unless the rule's input does. A run cut short by the Lambda timeout
     resumes at the next invocation: batches already in the outbox are not sent again.
     """
-    from edp.backfill import BackfillError, parse_time, run_backfill
+    from edp.backfill import parse_time, run_backfill
 
     rt = runtime()
     options = event if isinstance(event, dict) else {}

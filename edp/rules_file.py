@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edp.core import Rules
-from edp.errors import SettingsError
+from edp.errors import RulesError
 from edp.settings import Settings
 
 DEFAULT_RULE = "default"  # detail.rule of a batch whose prefix no rule matches
@@ -38,17 +38,6 @@ _DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _WILDCARD = re.compile(r"[*?\[]")
 _CACHE_LIMIT = 100_000  # prefixes remembered per rule set; cleared when full
-
-
-class RulesError(SettingsError):
-    """The rules file cannot be read, or one of its rules has a field that is not allowed."""
-
-    def __init__(self, source: str, problem: str) -> None:
-        self.source = source
-        self.name = "EDP_RULES"
-        self.value = source
-        self.allowed = problem
-        Exception.__init__(self, f"rules file {source}: {problem}")
 
 
 @dataclass(frozen=True)

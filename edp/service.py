@@ -28,7 +28,8 @@ from typing import Any
 
 from edp.clock import Clock, rfc3339, utc_now
 from edp.counters import ACCEPTED, DUPLICATE, STALE, total_dropped
-from edp.emitter import Emitter
+from edp.emitter import Emitter, IngestOutcome
+from edp.events import Parsed
 from edp.publisher import PublishedBatch, Publisher, PublishReport
 from edp.settings import Settings
 from edp.store import BatchStore
@@ -168,24 +169,9 @@ class Service:
         Returns how many messages were received. Raises when the receive or the store fails
         (nothing is deleted then: the messages come back after their visibility timeout).
         """
-        messages = self._receive(self.poll_wait if wait is None else wait)
+        messages = self._receive_coalesced(self.poll_wait if wait is None else wait)
         if not messages:
             return 0
-        # A full receive means more are waiting: take them too (without waiting), so that one
-        # store transaction covers several receives. Nothing is deleted before it commits.
-        started, last = time.monotonic(), len(messages)
-        receives = 1
-        while (
-            last == RECEIVE_MAX_MESSAGES
-            and receives < COALESCE_RECEIVES
-            and time.monotonic() - started < COALESCE_SECONDS
-            and not self.stop.is_set()
-        ):
-            more = self._receive(0)
-            receives += 1
-            last = len(more)
-            if not _gather(messages, more):
-                break  # only messages already in hand came back (a short visibility timeout)
         by_id = {str(i): m for i, m in enumerate(messages)}
         try:
             accepted = self.emitter.accept(
@@ -222,15 +208,29 @@ class Service:
         deleted = self._delete(stored)  # only now: the store has committed them
         with self._stats_lock:
             self.stats.deleted += deleted
-        self._log_stored(len(stored), outcome.counters, len(outcome.emissions))
-        for message, one in zip(stored, accepted.parsed, strict=True):
-            logger.debug(
-                "message %s: %d event(s), ignored %s",
-                message.get("MessageId", "?"),
-                len(one.events),
-                dict(one.ignored) or "none",
-            )
+        self._log_stored(stored, accepted.parsed, outcome)
         return len(messages)
+
+    def _receive_coalesced(self, wait: int) -> list[dict[str, Any]]:
+        """One receive; when it comes back full, more are waiting: take them too (without
+        waiting), so that one store transaction covers several receives."""
+        messages = self._receive(wait)
+        if not messages:
+            return []
+        started, last = time.monotonic(), len(messages)
+        receives = 1
+        while (
+            last == RECEIVE_MAX_MESSAGES
+            and receives < COALESCE_RECEIVES
+            and time.monotonic() - started < COALESCE_SECONDS
+            and not self.stop.is_set()
+        ):
+            more = self._receive(0)
+            receives += 1
+            last = len(more)
+            if not _gather(messages, more):
+                break  # only messages already in hand came back (a short visibility timeout)
+        return messages
 
     def _receive(self, wait: int) -> list[dict[str, Any]]:
         response = self._sqs_client().receive_message(
@@ -348,7 +348,10 @@ class Service:
         return reclaimed
 
     # --- progress lines -----------------------------------------------------------------
-    def _log_stored(self, messages: int, counters: Counter[str], closed: int) -> None:
+    def _log_stored(
+        self, stored: list[dict[str, Any]], parsed: list[Parsed], outcome: IngestOutcome
+    ) -> None:
+        messages, counters, closed = len(stored), outcome.counters, len(outcome.emissions)
         dropped = total_dropped(counters)
         extra = []
         for name in (DUPLICATE, STALE):
@@ -364,6 +367,13 @@ class Service:
             counters.get(ACCEPTED, 0),
             "".join(f", {part}" for part in extra),
         )
+        for message, one in zip(stored, parsed, strict=True):
+            logger.debug(
+                "message %s: %d event(s), ignored %s",
+                message.get("MessageId", "?"),
+                len(one.events),
+                dict(one.ignored) or "none",
+            )
 
     def _log_published(self, batch: PublishedBatch) -> None:
         emission = batch.emission
