@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from consumers.errors import BadEventError
-from edp_common.envelopes import EnvelopeError, check_depth, load_json, opened, records
+from edp_common.envelopes import check_depth, load_json, opened, records
+from edp_common.errors import EnvelopeError
 
 READY_DETAIL_TYPE = "package-objects-ready"
 # S3 object events sent to a consumer by mistake (its rule or subscription matches the bucket's

@@ -16,12 +16,12 @@ from edp.clock import parse_time
 from edp.errors import BadEventError
 from edp_common.envelopes import (
     MAX_ENVELOPE_DEPTH,
-    EnvelopeError,
     check_depth,
     load_json,
     opened,
     records,
 )
+from edp_common.errors import EnvelopeError
 
 Kind = Literal["created", "deleted"]
 

@@ -9,13 +9,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from edp_common.errors import EnvelopeError
+
 # EventBridge -> SNS -> SQS -> Lambda is three; deeper than this is not a real delivery.
 MAX_ENVELOPE_DEPTH = 5
-
-
-class EnvelopeError(ValueError):
-    """An envelope is broken; the message says what and where. Each parser re-raises it as its
-    own package's BadEventError."""
 
 
 def load_json(raw: Any, where: str) -> Any:
