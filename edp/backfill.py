@@ -23,20 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from edp import counters
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import TRIGGER_BACKFILL, Emission
-from edp.errors import EdpError, PublishError
+from edp.errors import BackfillError, PublishError
 from edp.publisher import PUT_EVENTS_MAX_ENTRIES, Publisher, publish_pending
 from edp.scope import Scope
-from edp.store.base import DROPPED_PREFIX, BatchStore
+from edp.store.base import BatchStore
 
 LIST_PAGE_SIZE = 1000  # ListObjectsV2 returns at most 1,000 keys per request
 DEFAULT_CONCURRENCY = 8  # top-level prefixes listed at once
 _DIGEST_MODULUS = 1 << 128
-
-
-class BackfillError(EdpError):
-    """The backfill cannot start or finish (bad URI, unwatched bucket, publish failures)."""
 
 
 @dataclass
@@ -406,7 +403,7 @@ def describe_plan(plan: Plan, out: IO[str]) -> None:
 
 
 def dropped_counters(plan: Plan) -> Counter[str]:
-    return Counter({DROPPED_PREFIX + reason: n for reason, n in plan.dropped.items()})
+    return Counter({counters.dropped(reason): n for reason, n in plan.dropped.items()})
 
 
 def build_plan(

@@ -13,7 +13,7 @@ from moto import mock_aws
 from service_aws import REGION, Pipeline, build_pipeline
 
 from edp.cli import main
-from edp.service import DeadlineQueue
+from edp.run import DeadlineQueue
 
 
 @pytest.fixture
