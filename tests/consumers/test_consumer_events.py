@@ -6,10 +6,10 @@ import json
 import pathlib
 
 import pytest
-from consumer_helpers import load_event
 
 from consumers.errors import BadEventError
 from consumers.events import ReadyEvent, parse_ready_event, parse_ready_events
+from tests.consumers.consumer_helpers import load_event
 
 EXPECTED = ReadyEvent(
     bucket="instrument-bucket",

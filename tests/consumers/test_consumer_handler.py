@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from consumer_helpers import World, load_event
 
 from consumers.auto_package import handler
 from consumers.quilt_env import quilt_environment
+from tests.consumers.consumer_helpers import World, load_event
 
 PREFIX = "genome-lab/exp-0042/"
 GOOD_META = {

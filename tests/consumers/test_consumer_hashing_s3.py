@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from consumer_helpers import World
 
 from consumers.clients import Clients
 from consumers.events import ReadyEvent
@@ -23,6 +22,7 @@ from consumers.hashing import SCRATCH_PREFIX, S3Hasher, Scratch
 from consumers.listing import list_current_objects
 from consumers.pipeline import package_prefix
 from consumers.settings import HASH_CRC64NVME, HASH_SHA256_CHUNKED
+from tests.consumers.consumer_helpers import World
 
 PREFIX = "seq-lab/run-7/"
 NAME = "seq-lab/run-7"

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from consumer_helpers import World
+from tests.consumers.consumer_helpers import World
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO_ROOT
 
 from deploy.build_bundles import (
     RDS_CA_BUNDLE_NAME,
@@ -22,6 +21,7 @@ from deploy.build_bundles import (
     main,
     read_ca_bundle,
 )
+from tests.deploy.deploy_support import REPO_ROOT
 
 
 def names_in(zip_path: Path) -> set[str]:

@@ -13,10 +13,15 @@ from urllib.parse import unquote
 
 import boto3
 import pytest
-from deploy_support import CODE_BUCKET, WATCHED_BUCKET, mocked_account, write_placeholder_bundles
-from helpers import load_event
 
 from deploy.stack import DeployResult, deploy, main
+from tests.deploy.deploy_support import (
+    CODE_BUCKET,
+    WATCHED_BUCKET,
+    mocked_account,
+    write_placeholder_bundles,
+)
+from tests.helpers import load_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 

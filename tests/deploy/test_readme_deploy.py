@@ -21,11 +21,10 @@ from typing import Any
 
 import boto3
 import pytest
-from deploy_support import REPO_ROOT, write_placeholder_bundles
-from helpers import load_event
-from test_emitter_stack import moto_compatible
 
 from consumers.testing.aws import running_moto_server
+from tests.deploy.deploy_support import REPO_ROOT, moto_compatible, write_placeholder_bundles
+from tests.helpers import load_event
 
 README = REPO_ROOT / "README.md"
 WATCHED_BUCKET = "instrument-bucket"

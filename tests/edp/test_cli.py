@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import eb_event, jsonl, s3_record
 
 from edp.cli import main
+from tests.helpers import eb_event, jsonl, s3_record
 
 
 def run_cli(

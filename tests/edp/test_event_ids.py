@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from helpers import eb_event
-
 from edp.emitter import Emitter
 from edp.events import parse_message
 from edp.settings import Settings
 from edp.store.memory import MemoryStore
+from tests.helpers import eb_event
 
 
 def moto_like_writes() -> list[dict[str, object]]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import load_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edp.events as events
 from edp.errors import BadEventError
+from tests.helpers import load_event
 
 text = st.one_of(
     st.sampled_from(["", "a", "exp+1/run%2B2/x y.csv", "caf\u00e9", "nul\x00", "sur\ud800", "%ZZ"]),

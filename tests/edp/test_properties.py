@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from helpers import eb_event, jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +15,7 @@ from edp.emitter import Emitter
 from edp.settings import Settings
 from edp.simulate import simulate
 from edp.store import open_store
+from tests.helpers import eb_event, jsonl
 
 step = st.tuples(
     st.integers(0, 3),  # prefix

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import at, eb_event
 
 from edp.core import Emission
 from edp.emitter import Emitter
 from edp.events import parse_message
 from edp.settings import Settings
 from edp.store import open_store
+from tests.helpers import at, eb_event
 
 
 class Harness:

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import EVENTS, eb_event, jsonl
 
 import edp.simulate as sim
 import edp.store as edp_store
@@ -19,6 +18,7 @@ from edp.emitter import Emitter
 from edp.settings import Settings
 from edp.store import BatchStore, open_store
 from edp.store.sqlite import SqliteStore
+from tests.helpers import EVENTS, eb_event, jsonl
 
 
 def edp(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

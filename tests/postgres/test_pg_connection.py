@@ -15,13 +15,13 @@ import boto3
 import psycopg
 import pytest
 from moto import mock_aws
-from pgfixture import with_database
 
 from edp.core import Changes, RoutedEvent, Rules
 from edp.errors import StoreError
 from edp.events import ObjectEvent
 from edp.store import open_store
 from edp.store.postgres import SCHEMA_VERSION, PostgresStore
+from tests.pgfixture import with_database
 
 pytestmark = pytest.mark.postgres
 

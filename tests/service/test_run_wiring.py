@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import load_event
 from moto import mock_aws
-from service_aws import REGION, Pipeline, build_pipeline
 
 from edp.cli import main
 from edp.service import DeadlineQueue
+from tests.helpers import load_event
+from tests.service.service_aws import REGION, Pipeline, build_pipeline
 
 
 @pytest.fixture

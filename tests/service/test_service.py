@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import load_event
 from moto import mock_aws
-from service_aws import REGION, Pipeline, build_pipeline, connect_bus
 
 from edp.cli import main
 from edp.clock import FixedClock
@@ -24,6 +22,8 @@ from edp.settings import Settings
 from edp.store import BatchStore
 from edp.store.memory import MemoryStore
 from edp.store.sqlite import SqliteStore
+from tests.helpers import load_event
+from tests.service.service_aws import REGION, Pipeline, build_pipeline, connect_bus
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 BAD_BODY = "this is not JSON {"

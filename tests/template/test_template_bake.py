@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from baking import CfnLoader, bake
+
+from tests.template.baking import CfnLoader, bake
 
 AWKWARD_NAME = 'Ünïcode Lab\'s "Consumer"'
 AWKWARD_DESCRIPTION = (

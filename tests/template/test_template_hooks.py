@@ -10,10 +10,11 @@ from types import ModuleType
 
 import pytest
 import yaml
-from baking import TEMPLATE_DIR, bake
 from cookiecutter.exceptions import FailedHookException
 from hypothesis import given
 from hypothesis import strategies as st
+
+from tests.template.baking import TEMPLATE_DIR, bake
 
 HOSTILE = '"""); import os; os._exit(3)  # \\\'\'\' r"""\\'
 
