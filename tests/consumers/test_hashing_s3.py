@@ -3,7 +3,7 @@
 moto computes checksums on PutObject, CopyObject and multipart uploads, so the "own checksum"
 and "copy" paths run for real here. What moto cannot model (part lists in GetObjectAttributes,
 checksums on UploadPartCopy results) is covered with botocore's Stubber in
-test_consumer_hashing_stubbed.py.
+test_hashing.py.
 """
 
 from __future__ import annotations
