@@ -1,4 +1,5 @@
-"""Helpers shared by the emitter tests: real-shaped events built from a few arguments."""
+"""Helpers shared by the tests: the fixture events of tests/events/ (one loader for every test),
+and real-shaped emitter events built from a few arguments."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ T0 = datetime(2022, 12, 8, 20, 0, 0, tzinfo=UTC)
 
 
 def load_event(name: str) -> Any:
-    """A fixture event from tests/events/ by file name (with or without .json)."""
+    """A fixture event from tests/events/ by file name (with or without .json).
+
+    S3 object events in every envelope, and package-objects-ready events (``ready_*``).
+    """
     path = EVENTS / (name if name.endswith(".json") else name + ".json")
     return json.loads(path.read_text(encoding="utf-8"))
 

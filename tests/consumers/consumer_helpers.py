@@ -1,4 +1,4 @@
-"""Helpers of the consumers tests: fixture events, and the AWS side of a test (``World``)."""
+"""The AWS side of a consumers test (``World``); fixture events load with tests.helpers.load_event."""
 
 from __future__ import annotations
 
@@ -6,13 +6,6 @@ import json
 import pathlib
 from dataclasses import dataclass
 from typing import Any
-
-EVENTS = pathlib.Path(__file__).resolve().parent.parent / "events" / "consumers"
-
-
-def load_event(name: str) -> Any:
-    """The JSON of ``tests/events/consumers/<name>.json``."""
-    return json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
 
 
 @dataclass

@@ -140,7 +140,7 @@ def test_rule_on_the_edp_bus_targets_the_lambda_with_a_dead_letter_queue(stack: 
 def test_rule_selects_ready_events_of_the_watched_bucket_only(stack: Deployed) -> None:
     events, sqs = boto3.client("events"), boto3.client("sqs")
     rule_name = stack.result.outputs["RuleArn"].rsplit("/", 1)[1]
-    ready = load_event("consumers/eventbridge_ready")
+    ready = load_event("ready_eventbridge")
     other_bucket = json.loads(json.dumps(ready))
     other_bucket["detail"]["bucket"] = "someone-elses-bucket"
     s3_event = load_event("eventbridge_object_created")

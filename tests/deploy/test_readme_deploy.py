@@ -250,7 +250,7 @@ def _delivered_by_the_rule(events: Any, rule: str) -> dict[str, Any]:
     (target,) = events.list_targets_by_rule(Rule=rule, EventBusName="edp")["Targets"]
     events.remove_targets(Rule=rule, EventBusName="edp", Ids=[target["Id"]])
     events.put_targets(Rule=rule, EventBusName="edp", Targets=[{"Id": "probe", "Arn": probe_arn}])
-    documented = load_event("consumers/edp_documented_instrument_ready")
+    documented = load_event("ready_as_documented")
     put = events.put_events(
         Entries=[
             {
