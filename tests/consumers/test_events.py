@@ -22,11 +22,11 @@ EXPECTED = ReadyEvent(
 )
 
 
-def test_eventbridge_event_with_extras() -> None:
+def test_an_eventbridge_ready_event_is_read_with_its_extras() -> None:
     assert parse_ready_event(load_event("ready_eventbridge")) == EXPECTED
 
 
-def test_quilt_event_without_extras() -> None:
+def test_quilts_three_field_ready_event_is_read_without_extras() -> None:
     event = parse_ready_event(load_event("ready_eventbridge_quilt_example"))
     assert event == ReadyEvent(
         bucket="bucket-name", prefix="prefix-path-1/prefix-path-2/", version="0.1"
@@ -35,7 +35,7 @@ def test_quilt_event_without_extras() -> None:
 
 
 @pytest.mark.parametrize("name", ["ready_sns_notification", "ready_lambda_sns"])
-def test_sns_envelopes(name: str) -> None:
+def test_a_ready_event_in_either_sns_envelope_is_read(name: str) -> None:
     assert parse_ready_events(load_event(name)) == [EXPECTED]
 
 
@@ -45,7 +45,7 @@ def test_sqs_message_body_of_an_sns_notification_as_text_and_bytes() -> None:
     assert parse_ready_event(text.encode()) == EXPECTED
 
 
-def test_boto3_received_message_and_bare_detail() -> None:
+def test_a_boto3_received_message_and_a_bare_detail_are_read() -> None:
     eventbridge = load_event("ready_eventbridge")
     assert parse_ready_event({"MessageId": "1", "Body": json.dumps(eventbridge)}) == EXPECTED
     assert parse_ready_event(eventbridge["detail"]) == EXPECTED
@@ -108,7 +108,7 @@ def test_bad_payloads_say_what_is_wrong(payload: object, message: str) -> None:
         parse_ready_events(payload)  # type: ignore[arg-type]
 
 
-def test_wrong_detail_type_and_missing_field_fixtures() -> None:
+def test_a_wrong_detail_type_or_a_missing_prefix_is_a_bad_event() -> None:
     with pytest.raises(
         BadEventError, match="detail-type: expected 'package-objects-ready', got 'Object Created'"
     ):
@@ -143,7 +143,7 @@ def test_json_nested_10000_deep_is_a_bad_event_not_a_recursion_error(opening: st
         parse_ready_events(in_sqs)
 
 
-def test_exactly_one_event_is_enforced() -> None:
+def test_a_batch_of_two_is_refused_where_exactly_one_event_is_expected() -> None:
     records = load_event("ready_lambda_sqs")["Records"][:2]
     with pytest.raises(BadEventError, match="exactly one"):
         parse_ready_event({"Records": records})

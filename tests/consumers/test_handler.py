@@ -101,7 +101,9 @@ def test_sqs_batch_reports_only_the_failed_messages(world: World) -> None:
 
 
 @pytest.mark.usefixtures("lambda_env")
-def test_lambda_sns_event_and_quarantine(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_metadata_through_lambda_sns_is_quarantined_and_alerted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PACKAGE_METADATA", json.dumps({"Author": "EDP"}))
     result = handler(fixture_for(world, "ready_lambda_sns"), LambdaContext())
     assert result["outcomes"][0]["status"] == "quarantined"
