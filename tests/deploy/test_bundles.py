@@ -164,6 +164,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bundles")
 
 
+@pytest.mark.integration  # pip installs the dependencies into a real zip
 def test_emitter_bundle_has_the_emitter_and_psycopg_but_no_quilt3(built: Path) -> None:
     report = build_bundle(bundle_specs()["emitter"], built)
     names = names_in(report.path)

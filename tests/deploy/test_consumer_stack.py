@@ -23,7 +23,10 @@ from tests.deploy.deploy_support import (
 )
 from tests.helpers import load_event
 
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+pytestmark = [
+    pytest.mark.integration,  # a stack deployed into moto's CloudFormation, end to end
+    pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
+]
 
 STACK = "edp-consumer-test"
 FILE_SHARE = "arn:aws:storagegateway:us-east-1:123456789012:share/share-ABCD1234"

@@ -23,7 +23,10 @@ from tests.deploy.deploy_support import (
     write_placeholder_bundles,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+pytestmark = [
+    pytest.mark.integration,  # a stack deployed into moto's CloudFormation, end to end
+    pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
+]
 
 STACK = "edp-backfill"
 RULES = "s3://lab-config/edp/rules.yaml"

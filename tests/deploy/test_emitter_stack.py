@@ -28,7 +28,10 @@ from tests.deploy.deploy_support import (
 from tests.helpers import load_event
 
 # Expected, and asserted once in test_stack_reaches_create_complete_with_its_outputs.
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+pytestmark = [
+    pytest.mark.integration,  # a stack deployed into moto's CloudFormation, end to end
+    pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
+]
 
 STACK = "edp-test"
 # Types moto's CloudFormation skips (with a warning): checked on the parsed template instead.

@@ -15,6 +15,9 @@ from edp.service import DeadlineQueue
 from tests.helpers import load_event
 from tests.service.service_aws import REGION, Pipeline, build_pipeline
 
+# `edp run` end to end, on moto's SQS, EventBridge and SNS.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def aws() -> Iterator[Pipeline]:

@@ -230,6 +230,7 @@ def check(store: BatchStore, entry: EntryPoint, messages: list[tuple[bool, str]]
     assert set(good) <= stored_prefixes(store)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 def test_the_fault_trial_messages_each_fail_alone(store: BatchStore, entry: str) -> None:
     # Each hostile message of the trial in a receive of ten with nine good ones.

@@ -15,6 +15,9 @@ import yaml
 
 from tests.template.baking import CfnLoader, bake
 
+# Each test bakes the template and runs cfn-lint, ruff or pytest on the result in a subprocess.
+pytestmark = pytest.mark.integration
+
 AWKWARD_NAME = 'Ünïcode Lab\'s "Consumer"'
 AWKWARD_DESCRIPTION = (
     'Packages "runs" from the lab\'s C:\\instruments — ünïcode, {braces} & """triple""".'
