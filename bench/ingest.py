@@ -33,10 +33,10 @@ from typing import Any
 
 from edp.core import RoutedEvent, Rules
 from edp.events import ObjectEvent
-from edp.settings import redact_url
 from edp.store import BatchStore, open_store
 from edp.store.sqlite import DURABILITY_PRAGMA, PERFORMANCE_PRAGMAS
 from edp.store.timecodec import to_micros
+from edp.store.urls import redact_url
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 RULES = Rules()  # the defaults: 20 files or 300 s

@@ -5,23 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from edp_common.clients import make_client
+
 ClientFactory = Callable[[str], Any]
 
 
 def default_client_factory(service: str) -> Any:
-    """A boto3 client; botocore honours ``AWS_ENDPOINT_URL`` itself, as quilt3 relies on.
+    """A boto3 client with bounded timeouts and retries (edp_common.clients); botocore honours
+    ``AWS_ENDPOINT_URL`` itself, as quilt3 relies on.
 
     The S3 client's connection pool fits the hasher's threads (objects and their parts at once).
     """
-    import boto3
-
     if service == "s3":
-        from botocore.config import Config
-
         from consumers.hashing import HASH_CONCURRENCY
 
-        return boto3.client("s3", config=Config(max_pool_connections=2 * HASH_CONCURRENCY))
-    return boto3.client(service)  # type: ignore[call-overload]
+        return make_client("s3", max_pool_connections=2 * HASH_CONCURRENCY)
+    return make_client(service)
 
 
 class Clients:

@@ -19,10 +19,6 @@ class PackagingError(ConsumerError):
     """Building or pushing the package failed for a reason other than workflow validation."""
 
 
-class MetadataFileError(PackagingError):
-    """The prefix's ``metadata.json`` is not a JSON object: the package is quarantined, not retried."""
-
-
 class QuarantineError(ConsumerError):
     """Pushing a rejected package to the quarantine bucket failed."""
 
@@ -33,3 +29,15 @@ class AlertError(ConsumerError):
 
 class GatewayRefreshError(ConsumerError):
     """Storage Gateway ``RefreshCache`` kept failing after the retries."""
+
+
+class WorkflowInstallError(ConsumerError):
+    """The workflow files are invalid or could not be uploaded."""
+
+
+class CopyRefused(ConsumerError):
+    """Internal: S3 would not compute the checksum (denied, unsupported, no checksum returned)."""
+
+
+class WorkflowRejection(ConsumerError):
+    """Internal: the workflow (or the prefix's content) rejected the package; carries quilt3's error."""

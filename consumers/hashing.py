@@ -34,7 +34,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from quilt3 import checksums
 
-from consumers.errors import PackagingError
+from consumers.errors import CopyRefused, PackagingError
 from consumers.listing import ObjectVersion
 from consumers.settings import (
     HASH_CRC64NVME,
@@ -215,10 +215,6 @@ class HashReport:
     @property
     def hashed(self) -> int:
         return self.from_checksums + self.computed_by_s3 + self.empty + self.read
-
-
-class CopyRefused(Exception):
-    """Internal: S3 would not compute the checksum (denied, unsupported, no checksum returned)."""
 
 
 @dataclass(frozen=True)

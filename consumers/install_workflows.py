@@ -19,14 +19,10 @@ from urllib.parse import urlparse
 import yaml
 
 from consumers.clients import Clients
-from consumers.errors import ConsumerError
+from consumers.errors import WorkflowInstallError
 
 WORKFLOWS_PREFIX = ".quilt/workflows/"
 CONFIG_FILE = "config.yml"
-
-
-class WorkflowInstallError(ConsumerError):
-    """The workflow files are invalid or could not be uploaded."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from consumers.building import (
     source_records,
 )
 from consumers.clients import Clients
-from consumers.errors import AlertError, PackagingError, QuarantineError
+from consumers.errors import AlertError, PackagingError, QuarantineError, WorkflowRejection
 from consumers.events import ReadyEvent
 from consumers.gateway import RefreshResult, folders_to_refresh, refresh_file_shares
 from consumers.hashing import HashReport, S3Hasher, Scratch, hash_entries, summarize
@@ -51,10 +51,6 @@ class PackageOutcome:
     registry: str
     top_hash: str | None
     message: str = ""
-
-
-class WorkflowRejection(Exception):
-    """Internal: the workflow (or the prefix's content) rejected the package; carries quilt3's error."""
 
 
 def package_prefix(

@@ -116,12 +116,12 @@ def bundle_specs(pyproject: Path = REPO_ROOT / "pyproject.toml") -> dict[str, Bu
     return {
         "emitter": BundleSpec(
             name="emitter",
-            packages=("edp",),
+            packages=("edp", "edp_common"),
             requirements=runtime_requirements([*base, *postgres, *extras.get("rules", [])]),
         ),
         "consumer": BundleSpec(
             name="consumer",
-            packages=("consumers",),
+            packages=("consumers", "edp_common"),
             requirements=runtime_requirements([*base, *consumers]),
             exclude=("consumers/testing",),
         ),

@@ -25,18 +25,15 @@ from typing import IO, Any
 
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import TRIGGER_BACKFILL, Emission
-from edp.errors import EdpError, PublishError
+from edp.counters import DROPPED_PREFIX
+from edp.errors import BackfillError, PublishError
 from edp.publisher import PUT_EVENTS_MAX_ENTRIES, Publisher, publish_pending
 from edp.scope import Scope
-from edp.store.base import DROPPED_PREFIX, BatchStore
+from edp.store.base import BatchStore
 
 LIST_PAGE_SIZE = 1000  # ListObjectsV2 returns at most 1,000 keys per request
 DEFAULT_CONCURRENCY = 8  # top-level prefixes listed at once
 _DIGEST_MODULUS = 1 << 128
-
-
-class BackfillError(EdpError):
-    """The backfill cannot start or finish (bad URI, unwatched bucket, publish failures)."""
 
 
 @dataclass

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from edp import __version__
 from edp.errors import EdpError, SettingsError
 from edp.logs import LOG_FORMATS, LOG_LEVELS
-from edp.settings import Settings
+from edp.settings import SETTINGS, SETTINGS_HELP, Settings, split_list
 
 EXIT_USAGE = 2
 
@@ -30,118 +30,46 @@ def aws_hint(command: str | None) -> str:
     return f"edp: check {region}, your credentials, and {endpoint} for an emulator"
 
 
-SETTINGS_HELP = """\
-Settings come from flags, else from env vars (EDP_BUCKET_NAME, EDP_BUCKET_IGNORE_PREFIXES,
-EDP_BUCKET_PREFIX_DEPTH, EDP_BUCKET_THRESHOLD_DURATION, EDP_BUCKET_THRESHOLD_EVENT_COUNT,
-EDP_EVENT_BUS_NAME, EDP_SNS_TOPIC_ARN, EDP_DATABASE_URL, EDP_MARKER_FILES,
-EDP_BUCKET_THRESHOLD_MAX_AGE, EDP_DEDUPE_WINDOW, EDP_EVENTBRIDGE_KEYS_ENCODED,
-EDP_EVENT_IDS_RELIABLE, EDP_RULES), else defaults.
-"""
-
-
-def _settings_flags(parser: argparse.ArgumentParser, *, db_help: str) -> None:
+def _settings_flags(
+    parser: argparse.ArgumentParser, *, db_help: str, db_from_env: bool = True
+) -> None:
+    """One flag per declared setting that has one (edp.settings.SETTINGS), its help naming the
+    env var it overrides (``db_from_env=False``: the command ignores ``EDP_DATABASE_URL``)."""
     group = parser.add_argument_group("batching settings")
-    group.add_argument(
-        "--bucket",
-        action="append",
-        metavar="NAME",
-        help="only watch this bucket (repeatable; default: every bucket) [EDP_BUCKET_NAME]",
-    )
-    group.add_argument(
-        "--ignore",
-        metavar="GLOBS",
-        help="comma-separated key patterns to ignore, e.g. 'raw/*,scratch/*' (no wildcard: "
-        "a plain prefix) [EDP_BUCKET_IGNORE_PREFIXES]",
-    )
-    group.add_argument(
-        "--prefix-depth",
-        metavar="N",
-        help="directory segments that make the common prefix (default 2) [EDP_BUCKET_PREFIX_DEPTH]",
-    )
-    group.add_argument(
-        "--threshold-duration",
-        metavar="SECONDS",
-        help="emit a batch this long after its last event (default 300) "
-        "[EDP_BUCKET_THRESHOLD_DURATION]",
-    )
-    group.add_argument(
-        "--threshold-count",
-        metavar="N",
-        help="emit a batch once it holds this many new files (default 20) "
-        "[EDP_BUCKET_THRESHOLD_EVENT_COUNT]",
-    )
-    group.add_argument(
-        "--marker-files",
-        metavar="GLOBS",
-        help="emit at once when a file with this name arrives, e.g. '_SUCCESS,manifest.json' "
-        "(default: off) [EDP_MARKER_FILES]",
-    )
-    group.add_argument(
-        "--max-age",
-        metavar="SECONDS",
-        help="emit a batch this long after its first event even if it never goes quiet "
-        "(default: off) [EDP_BUCKET_THRESHOLD_MAX_AGE]",
-    )
-    group.add_argument(
-        "--dedupe-window",
-        metavar="SECONDS",
-        help="recognise duplicate deliveries this long after their batch is emitted "
-        "(default 86400) [EDP_DEDUPE_WINDOW]",
-    )
-    group.add_argument(
-        "--eventbridge-keys-unencoded",
-        action="store_true",
-        default=None,
-        help="EventBridge input carries raw keys (some emulators); do not URL-decode them "
-        "[EDP_EVENTBRIDGE_KEYS_ENCODED=false]",
-    )
-    group.add_argument(
-        "--event-ids-unreliable",
-        action="store_true",
-        default=None,
-        help="the input's sequencers, version ids and event ids do not tell writes apart (some "
-        "emulators send the same ones for every write): take no event for a duplicate or stale "
-        "[EDP_EVENT_IDS_RELIABLE=false]",
-    )
-    group.add_argument("--event-bus", metavar="NAME", help="bus to publish to [EDP_EVENT_BUS_NAME]")
-    group.add_argument(
-        "--sns-topic-arn", metavar="ARN", help="also publish to this topic [EDP_SNS_TOPIC_ARN]"
-    )
-    group.add_argument(
-        "--rules",
-        metavar="FILE",
-        help="rules per key prefix (YAML or JSON; a path or s3://bucket/key): depth and "
-        "thresholds per instrument, see docs/rules.md [EDP_RULES]",
-    )
-    group.add_argument("--db", metavar="URL", help=db_help)
+    for setting in SETTINGS:
+        if setting.flag is None:
+            continue
+        text = db_help if setting.field == "database_url" else setting.help
+        if setting.field == "database_url" and not db_from_env:
+            group.add_argument(setting.flag, metavar=setting.metavar, help=text)
+        elif setting.flag_sets is not None:
+            suffix = f"{setting.env}={str(setting.flag_sets).lower()}"
+            group.add_argument(
+                setting.flag, action="store_true", default=None, help=f"{text} [{suffix}]"
+            )
+        else:
+            group.add_argument(
+                setting.flag,
+                action="append" if setting.repeatable else "store",
+                metavar=setting.metavar,
+                help=f"{text} [{setting.env}]",
+            )
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
-    overrides: dict[str, Any] = {
-        "buckets": tuple(args.bucket) if args.bucket else None,
-        "ignore_patterns": args.ignore,
-        "prefix_depth": args.prefix_depth,
-        "threshold_duration": args.threshold_duration,
-        "threshold_count": args.threshold_count,
-        "marker_files": args.marker_files,
-        "max_age": args.max_age,
-        "dedupe_window": args.dedupe_window,
-        "event_bus": args.event_bus,
-        "sns_topic_arn": args.sns_topic_arn,
-        "database_url": args.db,
-        "eventbridge_keys_encoded": False if args.eventbridge_keys_unencoded else None,
-        "event_ids_reliable": False if args.event_ids_unreliable else None,
-        "rules": args.rules,
-    }
+    """Settings from the flags ``_settings_flags`` added, else env vars; ``extra`` wins over both."""
+    overrides: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.dest is None:
+            continue
+        value = getattr(args, setting.dest)
+        if setting.flag_sets is not None:
+            value = setting.flag_sets if value else None
+        elif setting.repeatable and value:
+            # `--bucket a,b` works like the env var.
+            value = tuple(part for item in value for part in split_list(item))
+        overrides[setting.field] = value
     overrides.update(extra)
-    if isinstance(overrides["buckets"], tuple):
-        # `--bucket a,b` works like the env var.
-        overrides["buckets"] = tuple(
-            part.strip()
-            for item in overrides["buckets"]
-            for part in item.split(",")
-            if part.strip()
-        )
     return Settings.from_sources(**overrides)
 
 
@@ -200,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sim.add_argument("file", nargs="?", default="-", help="input file, or - for stdin (default)")
-    _settings_flags(sim, db_help="store URL (default: a temporary SQLite file)")
+    _settings_flags(sim, db_help="store URL (default: a temporary SQLite file)", db_from_env=False)
     sim.set_defaults(func=cmd_simulate)
 
     run = sub.add_parser(
@@ -234,9 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log every message and batch (--log-level debug)",
     )
     _log_flags(run)
-    _settings_flags(
-        run, db_help="store URL (default: SQLite in the user's state dir) [EDP_DATABASE_URL]"
-    )
+    _settings_flags(run, db_help="store URL (default: SQLite in the user's state dir)")
     run.set_defaults(func=cmd_run)
 
     backfill = sub.add_parser(
@@ -280,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--endpoint-url", help="AWS endpoint for an emulator")
     backfill.add_argument("--region", help="AWS region (default: from the environment)")
-    _settings_flags(backfill, db_help="store URL (its outbox is the journal) [EDP_DATABASE_URL]")
+    _settings_flags(backfill, db_help="store URL (its outbox is the journal)")
     backfill.set_defaults(func=cmd_backfill)
 
     status = sub.add_parser(
@@ -372,7 +298,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edp.service import run_service
+    from edp.run import run_service
 
     settings = settings_from_args(args)
     if not 0 <= args.poll_wait <= 20:
@@ -397,7 +323,8 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
     from edp.logs import command_logging
     from edp.redrive import redrive, resolve_queues
-    from edp.service import client_factory, stop_on_signals
+    from edp.run import stop_on_signals
+    from edp_common.clients import client_factory
 
     if args.max is not None and args.max < 1:
         raise SettingsError("--max", args.max, "a whole number >= 1")
@@ -421,8 +348,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from edp.emitter import build_scope
     from edp.publisher import Publisher
     from edp.rules_file import load_rules
-    from edp.service import client_factory
     from edp.store import open_store
+    from edp_common.clients import client_factory
 
     settings = settings_from_args(args)
     if args.concurrency < 1:

@@ -7,7 +7,6 @@ the store writes the :class:`Changes` back in one transaction.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import re
 import uuid
@@ -17,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from edp.counters import ACCEPTED, DUPLICATE, STALE
 from edp.events import ObjectEvent
-from edp.settings import Settings
 
 TRIGGER_COUNT = "count"
 TRIGGER_DURATION = "duration"
@@ -26,10 +25,6 @@ TRIGGER_MARKER = "marker"
 TRIGGER_MAX_AGE = "max-age"
 TRIGGER_BACKFILL = "backfill"  # published by `edp backfill` for objects already in the bucket
 
-# Counter names (also shown by `edp status`).
-ACCEPTED = "accepted"
-DUPLICATE = "duplicate"
-STALE = "stale"
 BATCH_ID_NAMESPACE = uuid.UUID("6f1d2c1e-8a57-4bf3-9a43-5d1c0e0a7e11")
 
 
@@ -57,16 +52,6 @@ class Rules:
     def at(self, prefix: str) -> Rules:
         """The thresholds for a batch of ``prefix``: its rule's, else these."""
         return self if self.overrides is None else self.overrides.rules_at(prefix)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Rules:
-        return cls(
-            threshold_count=settings.threshold_count,
-            threshold_duration=timedelta(seconds=settings.threshold_duration),
-            max_age=timedelta(seconds=settings.max_age) if settings.max_age else None,
-            marker_patterns=tuple(re.compile(fnmatch.translate(p)) for p in settings.marker_files),
-            dedupe_window=timedelta(seconds=settings.dedupe_window),
-        )
 
     def is_marker(self, key: str) -> bool:
         name = key.rsplit("/", 1)[-1]

@@ -600,15 +600,10 @@ def _run(
     env = point_at(endpoint, work)
     started = f" (moto server, pid {pid})" if pid else ""
     console.say("demo", f"AWS emulator at {endpoint}{started}; state in {work}")
-    import boto3
-
-    session_lock = threading.Lock()
+    from edp_common.clients import make_client
 
     def client(service: str) -> Any:
-        with session_lock:  # boto3's default session is not thread-safe while it creates clients
-            return boto3.session.Session().client(
-                service, region_name=REGION, endpoint_url=endpoint
-            )  # type: ignore[call-overload]
+        return make_client(service, region=REGION, endpoint_url=endpoint)
 
     probe = probe_emulator(client)
     for finding in probe.describe():
@@ -628,7 +623,8 @@ def _run(
         "demo",
         f"emitter settings: depth {settings.prefix_depth}, count {THRESHOLD_COUNT}, duration {THRESHOLD_DURATION}s, ignore {IGNORED!r}",
     )
-    from edp.service import Service, stop_on_signals
+    from edp.run import stop_on_signals
+    from edp.service import Service
     from edp.store import open_store
 
     store = open_store(settings.database_url)

@@ -10,31 +10,13 @@ class EdpError(Exception):
 class SettingsError(EdpError):
     """A setting has a value that is not allowed; raised at start-up, before any work."""
 
-    def __init__(self, name: str, value: object, allowed: str) -> None:
+    def __init__(self, name: str, value: object, allowed: str, *, where: str | None = None) -> None:
         self.name = name
         self.value = value
         self.allowed = allowed
-        where = SETTING_SOURCES.get(name)
+        # Where the user gives it (edp.settings.SETTINGS declares that for every setting).
         label = f"{name} ({where})" if where else name
         super().__init__(f"invalid setting {label}: {value!r} is not allowed; expected {allowed}")
-
-
-# Where each setting can be given, so an error tells the user what to fix.
-SETTING_SOURCES = {
-    "BucketName": "--bucket / EDP_BUCKET_NAME",
-    "BucketIgnorePrefixes": "--ignore / EDP_BUCKET_IGNORE_PREFIXES",
-    "BucketPrefixDepth": "--prefix-depth / EDP_BUCKET_PREFIX_DEPTH",
-    "BucketThresholdDuration": "--threshold-duration / EDP_BUCKET_THRESHOLD_DURATION",
-    "BucketThresholdEventCount": "--threshold-count / EDP_BUCKET_THRESHOLD_EVENT_COUNT",
-    "BucketThresholdMaxAge": "--max-age / EDP_BUCKET_THRESHOLD_MAX_AGE",
-    "DedupeWindow": "--dedupe-window / EDP_DEDUPE_WINDOW",
-    "EventBusName": "--event-bus / EDP_EVENT_BUS_NAME",
-    "SnsTopicArn": "--sns-topic-arn / EDP_SNS_TOPIC_ARN",
-    "DatabaseUrl": "--db / EDP_DATABASE_URL",
-    "EventBridgeKeysEncoded": "EDP_EVENTBRIDGE_KEYS_ENCODED",
-    "EventIdsReliable": "--event-ids-unreliable / EDP_EVENT_IDS_RELIABLE",
-    "Rules": "--rules / EDP_RULES",
-}
 
 
 class BadEventError(EdpError):
@@ -47,3 +29,26 @@ class StoreError(EdpError):
 
 class PublishError(EdpError):
     """Publishing package-objects-ready events failed after every retry."""
+
+
+class ServiceError(EdpError):
+    """`edp run` cannot start or keep running (queue missing, no permission, store unusable)."""
+
+
+class RedriveError(EdpError):
+    """The queues cannot be found or used."""
+
+
+class RulesError(SettingsError):
+    """The rules file cannot be read, or one of its rules has a field that is not allowed."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.name = "EDP_RULES"
+        self.value = source
+        self.allowed = problem
+        Exception.__init__(self, f"rules file {source}: {problem}")
+
+
+class BackfillError(EdpError):
+    """The backfill cannot start or finish (bad URI, unwatched bucket, publish failures)."""

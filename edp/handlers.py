@@ -14,21 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from edp import counters
 from edp.clock import Clock, utc_now
 from edp.core import Emission
-from edp.emitter import Emitter
-from edp.errors import BadEventError
-from edp.events import Parsed, parse_message
-from edp.publisher import Publisher, PublishReport, publish_pending
-from edp.settings import Settings, redact_url
+from edp.emitter import Acceptance, Emitter
+from edp.errors import BackfillError, BadEventError
+from edp.events import Parsed
+from edp.publisher import Publisher, PublishReport
+from edp.settings import Settings
 from edp.store import BatchStore, open_store
-from edp.store.base import DROPPED_PREFIX
+from edp.store.urls import redact_url
+from edp_common.clients import client_factory, make_client
 
 # Powertools reads its own variables; these defaults only matter outside the stack (tests, local).
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "edp")
@@ -78,10 +77,10 @@ def build_runtime(clock: Clock = utc_now) -> Runtime:
     )
     emitter = Emitter(settings, store)
     publisher = Publisher(
-        lambda: boto3.client("events"),
+        client_factory("events"),
         settings.event_bus,
-        sns_client=lambda: boto3.client("sns"),
-        sts_client=lambda: boto3.client("sts"),
+        sns_client=client_factory("sns"),
+        sts_client=client_factory("sts"),
         topic_arn=settings.sns_topic_arn,
         rule_of=emitter.rule_name,
     )
@@ -93,42 +92,25 @@ def build_runtime(clock: Clock = utc_now) -> Runtime:
 def store_in_db(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Store S3 events. From SQS: bad messages alone go to `batchItemFailures` (then the DLQ)."""
     rt = runtime()
-    encoded = rt.settings.eventbridge_keys_encoded
-    if not _is_sqs_batch(event):
+    if not is_sqs_batch(event):
         # Invoked directly by an EventBridge rule (or an S3 notification): one message.
-        parsed = parse_message(event, eventbridge_keys_encoded=encoded)
-        _ingest(rt, [parsed], context)
-        return {"stored": len(parsed.events)}
-
-    collected: list[tuple[str, Parsed]] = []
-
-    def record_handler(record: SQSRecord) -> None:
-        try:
-            collected.append(
-                (record.message_id, parse_message(record.body, eventbridge_keys_encoded=encoded))
-            )
-        except BadEventError as err:
-            logger.warning(
-                "rejected message", extra={"message_id": record.message_id, "error": str(err)}
-            )
-            raise
-
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    with processor(records=event["Records"], handler=record_handler):
-        processor.process()
-    failures = [dict(item) for item in processor.response()["batchItemFailures"]]
+        accepted = _accept(rt, [("event", event)], context)
+        if accepted.rejects:
+            raise BadEventError(accepted.rejects[0].reason)
+        return {"stored": accepted.events}
     # One transaction for every good message; a message the store refuses fails alone (and if
     # the store is down, the exception fails the whole batch, which SQS then retries).
-    unstored = _ingest(rt, [parsed for _, parsed in collected], context)
-    for index in unstored:
-        message_id = collected[index][0]
-        logger.warning("message not stored", extra={"message_id": message_id})
-        failures.append({"itemIdentifier": message_id})
-    metrics.add_metric("RejectedMessages", MetricUnit.Count, len(failures))
-    return {"batchItemFailures": failures}
+    accepted = _accept(rt, [(r.get("messageId"), r.get("body")) for r in event["Records"]], context)
+    for reject in accepted.rejects:
+        logger.warning(
+            "message not stored" if reject.unstored else "rejected message",
+            extra={"message_id": reject.key, "error": reject.reason},
+        )
+    metrics.add_metric("RejectedMessages", MetricUnit.Count, len(accepted.rejects))
+    return {"batchItemFailures": [{"itemIdentifier": r.key} for r in accepted.rejects]}
 
 
-def _is_sqs_batch(event: dict[str, Any]) -> bool:
+def is_sqs_batch(event: dict[str, Any]) -> bool:
     records = event.get("Records")
     return (
         isinstance(records, list)
@@ -137,20 +119,17 @@ def _is_sqs_batch(event: dict[str, Any]) -> bool:
     )
 
 
-def _ingest(rt: Runtime, parsed: list[Parsed], context: Any) -> list[int]:
-    """Store the messages; the indexes of those the store refused (see Emitter.ingest_isolated)."""
-    if not parsed:
-        return []
+def _accept(rt: Runtime, messages: list[tuple[Any, Any]], context: Any) -> Acceptance[Any]:
+    """Accept the messages; count- and marker-closed batches go out now, not at the next sweep."""
     now = rt.clock()
-    outcome, unstored = rt.emitter.ingest_isolated(parsed, arrived=now)
-    record_ingest_metrics(outcome.counters, parsed, now)
-    record_emission_metrics(outcome.emissions)
-    if outcome.emissions:
-        # Count- and marker-triggered batches go out now, not at the next scheduled sweep.
-        record_publish_metrics(
-            publish_pending(rt.store, rt.publisher, rt.clock, deadline=_deadline(rt, context))
-        )
-    return unstored
+    accepted = rt.emitter.accept(messages, arrived=now)
+    if accepted.parsed:
+        record_ingest_metrics(accepted.outcome.counters, accepted.parsed, now)
+    record_emission_metrics(accepted.outcome.emissions)
+    if accepted.outcome.emissions:
+        deadline = _deadline(rt, context)
+        record_publish_metrics(rt.emitter.publish(rt.publisher, rt.clock, deadline=deadline))
+    return accepted
 
 
 @logger.inject_lambda_context
@@ -158,35 +137,26 @@ def _ingest(rt: Runtime, parsed: list[Parsed], context: Any) -> list[int]:
 def emit_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Scheduled: close every due batch, (re-)send everything unpublished, report backlog metrics."""
     rt = runtime()
-    now = rt.clock()
-    closed = rt.emitter.close_due(now)
-    report = publish_pending(rt.store, rt.publisher, rt.clock, deadline=_deadline(rt, context))
-    record_emission_metrics(closed)
-    record_publish_metrics(report)
-    purged = rt.store.purge(now, rt.emitter.rules.dedupe_window)
-    open_batches = rt.store.open_batches()
-    metrics.add_metric("OpenBatches", MetricUnit.Count, len(open_batches))
-    oldest = min((b.first_activity for b in open_batches), default=None)
-    age = (now - oldest).total_seconds() if oldest else 0.0
+    swept = rt.emitter.sweep(rt.publisher, rt.clock, deadline=_deadline(rt, context))
+    record_emission_metrics(swept.closed)
+    record_publish_metrics(swept.publish)
+    backlog = rt.emitter.backlog()
+    metrics.add_metric("OpenBatches", MetricUnit.Count, backlog.open)
+    oldest = backlog.oldest_activity
+    age = (rt.clock() - oldest).total_seconds() if oldest else 0.0
     metrics.add_metric("OldestOpenBatchAgeSeconds", MetricUnit.Seconds, age)
-    for emission in closed:
-        logger.info(
-            "batch closed",
-            extra={
-                "bucket": emission.bucket,
-                "prefix": emission.prefix,
-                "trigger": emission.trigger,
-                "count": emission.count,
-                "batch_id": emission.batch_id,
-            },
-        )
+    for emission in swept.closed:
+        logger.info("batch closed", extra={k: getattr(emission, k) for k in CLOSED_FIELDS})
     return {
-        "closed": len(closed),
-        "published": len(report.published),
-        "failed": len(report.failed),
-        "open": len(open_batches),
-        "purged": purged,
+        "closed": len(swept.closed),
+        "published": swept.published,
+        "failed": swept.failed,
+        "open": backlog.open,
+        "purged": swept.purged,
     }
+
+
+CLOSED_FIELDS = ("bucket", "prefix", "trigger", "count", "batch_id")
 
 
 def _deadline(rt: Runtime, context: Any) -> datetime | None:
@@ -197,13 +167,12 @@ def _deadline(rt: Runtime, context: Any) -> datetime | None:
     return rt.clock() + timedelta(milliseconds=remaining()) - PUBLISH_MARGIN
 
 
-def record_ingest_metrics(counters: Counter[str], parsed: list[Parsed], now: datetime) -> None:
-    metrics.add_metric("EventsAccepted", MetricUnit.Count, counters.get("accepted", 0))
-    metrics.add_metric("DuplicateEvents", MetricUnit.Count, counters.get("duplicate", 0))
-    metrics.add_metric("StaleEvents", MetricUnit.Count, counters.get("stale", 0))
-    for name, value in sorted(counters.items()):
-        if name.startswith(DROPPED_PREFIX):
-            _dimensioned("EventsDropped", "Reason", name[len(DROPPED_PREFIX) :], value)
+def record_ingest_metrics(counts: Counter[str], parsed: list[Parsed], now: datetime) -> None:
+    metrics.add_metric("EventsAccepted", MetricUnit.Count, counts.get(counters.ACCEPTED, 0))
+    metrics.add_metric("DuplicateEvents", MetricUnit.Count, counts.get(counters.DUPLICATE, 0))
+    metrics.add_metric("StaleEvents", MetricUnit.Count, counts.get(counters.STALE, 0))
+    for reason, value in counters.by_reason(counts).items():
+        _dimensioned("EventsDropped", "Reason", reason, value)
     times = [e.event_time for p in parsed for e in p.events]
     if times:
         lag = max(0.0, (now - min(times)).total_seconds())
@@ -244,7 +213,7 @@ def backfill(event: dict[str, Any], context: Any) -> dict[str, Any]:
     carries none of them unless the rule's input does. A run cut short by the Lambda timeout
     resumes at the next invocation: batches already in the outbox are not sent again.
     """
-    from edp.backfill import BackfillError, parse_time, run_backfill
+    from edp.backfill import parse_time, run_backfill
 
     rt = runtime()
     options = event if isinstance(event, dict) else {}
@@ -254,7 +223,7 @@ def backfill(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not uris:
         raise BackfillError("no bucket to backfill: set EDP_BUCKET_NAME or pass 'uris'")
     rate = options.get("rate")
-    s3 = boto3.client("s3")
+    s3 = make_client("s3")
     results = []
     for uri in uris:
         plan, report = run_backfill(

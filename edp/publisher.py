@@ -25,7 +25,8 @@ CLAIM_LIMIT = 100  # batches claimed at once: ten PutEvents calls
 # How long one claim may be published for: its batches are sent within this, or given back.
 CLAIM_BUDGET = timedelta(seconds=30)
 # A claim's lease outlives the time allowed to publish it by this much, so a PutEvents call still
-# in flight at the deadline (botocore's read timeout is 60 s) ends before anyone else may re-send.
+# in flight at the deadline ends before anyone else may re-send: the events client's timeouts and
+# retries (edp_common.clients) bound one call well within it (a test checks).
 LEASE_MARGIN = timedelta(seconds=90)
 CLAIM_LEASE = CLAIM_BUDGET + LEASE_MARGIN  # the longest lease any claim gets
 DEFAULT_ACCOUNT = "000000000000"  # what `edp simulate` prints: there is no deployment
@@ -88,9 +89,18 @@ def eventbridge_event(
     }
 
 
+@dataclass(frozen=True)
+class PublishedBatch:
+    """A batch the bus accepted, and when it was marked published."""
+
+    emission: Emission
+    at: datetime
+
+
 @dataclass
 class PublishReport:
-    published: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)  # batch ids, in the order sent
+    batches: list[PublishedBatch] = field(default_factory=list)  # the same batches, whole
     failed: list[str] = field(default_factory=list)
     sns_failures: int = 0
     deferred: int = 0  # claimed but not attempted before the deadline or a stop: given back
@@ -146,6 +156,7 @@ class Publisher:
             chunk = list(emissions[start : start + PUT_EVENTS_MAX_ENTRIES])
             done, failed, sns_failures = self.send(chunk)
             report.published.extend(e.batch_id for e in done)
+            report.batches.extend(PublishedBatch(e, utc_now()) for e in done)
             report.failed.extend(e.batch_id for e in failed)
             report.sns_failures += sns_failures
         return report
@@ -257,13 +268,11 @@ class Publisher:
 def _sts_like(events: Any) -> Any:
     """An STS client in the EventBridge client's region, and at its endpoint when that is an
     emulator's (a non-AWS endpoint serves every service), for callers that pass no STS factory."""
-    import boto3
+    from edp_common.clients import make_client
 
     endpoint = getattr(events.meta, "endpoint_url", None)
     custom = endpoint if endpoint and "amazonaws.com" not in endpoint else None
-    return boto3.session.Session().client(
-        "sts", region_name=events.meta.region_name, endpoint_url=custom
-    )
+    return make_client("sts", region=events.meta.region_name, endpoint_url=custom)
 
 
 def publish_pending(
@@ -305,8 +314,10 @@ def publish_pending(
                 return total
             done, failed, sns_failures = publisher.send(chunk, time_left=time_left, stop=stop)
             if done:
-                store.mark_published([e.batch_id for e in done], clock())
+                at = clock()
+                store.mark_published([e.batch_id for e in done], at)
                 total.published.extend(e.batch_id for e in done)
+                total.batches.extend(PublishedBatch(e, at) for e in done)
             total.sns_failures += sns_failures
             if failed:
                 total.failed.extend(e.batch_id for e in failed)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edp.errors import EdpError
+from edp.errors import RedriveError
 
 BATCH = 10  # ReceiveMessage / SendMessageBatch / DeleteMessageBatch API limit
 VISIBILITY_TIMEOUT = 60  # seconds a received message is hidden while it is being moved
@@ -26,10 +26,6 @@ VISIBILITY_TIMEOUT = 60  # seconds a received message is hidden while it is bein
 RECEIVE_WAIT = 1
 
 logger = logging.getLogger(__name__)
-
-
-class RedriveError(EdpError):
-    """The queues cannot be found or used."""
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edp.core import Rules
-from edp.errors import SettingsError
+from edp.errors import RulesError
 from edp.settings import Settings
 
 DEFAULT_RULE = "default"  # detail.rule of a batch whose prefix no rule matches
@@ -38,17 +38,6 @@ _DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _WILDCARD = re.compile(r"[*?\[]")
 _CACHE_LIMIT = 100_000  # prefixes remembered per rule set; cleared when full
-
-
-class RulesError(SettingsError):
-    """The rules file cannot be read, or one of its rules has a field that is not allowed."""
-
-    def __init__(self, source: str, problem: str) -> None:
-        self.source = source
-        self.name = "EDP_RULES"
-        self.value = source
-        self.allowed = problem
-        Exception.__init__(self, f"rules file {source}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -206,9 +195,9 @@ def read_source(source: str, s3_client: Callable[[], Any] | None = None) -> str:
 
 
 def _default_s3() -> Any:
-    import boto3
+    from edp_common.clients import make_client
 
-    return boto3.client("s3")
+    return make_client("s3")
 
 
 def parse_text(source: str, text: str) -> Any:
@@ -337,3 +326,14 @@ def _opt_duration(
     if seconds < 1:
         raise bad(name, f"{value!r} is not a duration of at least 1 second")
     return seconds
+
+
+def rules_from_settings(settings: Settings) -> Rules:
+    """The global thresholds of ``settings`` (a rules file's defaults and overrides go on top)."""
+    return Rules(
+        threshold_count=settings.threshold_count,
+        threshold_duration=timedelta(seconds=settings.threshold_duration),
+        max_age=timedelta(seconds=settings.max_age) if settings.max_age else None,
+        marker_patterns=tuple(re.compile(fnmatch.translate(p)) for p in settings.marker_files),
+        dedupe_window=timedelta(seconds=settings.dedupe_window),
+    )

@@ -17,31 +17,22 @@ after their visibility timeout, and closed batches wait in the store's outbox un
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import Any
 
 from edp.clock import Clock, rfc3339, utc_now
-from edp.core import Emission
-from edp.emitter import Emitter
-from edp.errors import BadEventError, EdpError, SettingsError
-from edp.events import Parsed, parse_message
-from edp.logs import command_logging
-from edp.publisher import CLAIM_LEASE, CLAIM_LIMIT, Publisher, PublishReport, publish_pending
-from edp.settings import Settings, redact_url
-from edp.store import BatchStore, open_store
-from edp.store.base import DROPPED_PREFIX
+from edp.counters import ACCEPTED, DUPLICATE, STALE, total_dropped
+from edp.emitter import Emitter, IngestOutcome
+from edp.events import Parsed
+from edp.publisher import PublishedBatch, Publisher, PublishReport
+from edp.settings import Settings
+from edp.store import BatchStore
 
 RECEIVE_MAX_MESSAGES = 10  # ReceiveMessage / DeleteMessageBatch API limit per call
 # When a receive comes back full, the queue has more: up to this many receives (no wait) are
@@ -58,7 +49,6 @@ PURGE_EVERY = timedelta(hours=1)  # how often expired dedupe identities are forg
 FIRST_ERROR_BACKOFF = 1.0  # seconds after a failed receive or store; doubles up to the cap
 MAX_ERROR_BACKOFF = 30.0
 SHORT_POLL_PAUSE = 1.0  # seconds between empty receives with --poll-wait 0, so it does not spin
-EXIT_INTERRUPTED = 130  # a second stop signal: exit at once, as a shell does after Ctrl-C
 # How long one sweep may publish before it closes due batches again and lets a stop through; the
 # rest of a large outbox stays claimable for the next sweep.
 SWEEP_BUDGET = timedelta(seconds=20)
@@ -66,10 +56,6 @@ SWEEP_BUDGET = timedelta(seconds=20)
 FINAL_SWEEP_BUDGET = timedelta(seconds=5)
 
 logger = logging.getLogger(__name__)
-
-
-class ServiceError(EdpError):
-    """The service cannot start or keep running (queue missing, no permission, store unusable)."""
 
 
 @dataclass
@@ -86,30 +72,14 @@ class ServiceStats:
     events: Counter[str] = field(default_factory=Counter)  # accepted, duplicate, dropped:*...
 
     def summary(self) -> str:
-        dropped = sum(n for name, n in self.events.items() if name.startswith(DROPPED_PREFIX))
+        dropped = total_dropped(self.events)
         return (
             f"{self.received} message(s) received, {self.stored} stored, "
             f"{self.deleted} deleted, {self.rejected} rejected; "
-            f"{self.events.get('accepted', 0)} event(s) accepted, {dropped} dropped, "
-            f"{self.events.get('duplicate', 0)} duplicate, {self.events.get('stale', 0)} stale; "
+            f"{self.events.get(ACCEPTED, 0)} event(s) accepted, {dropped} dropped, "
+            f"{self.events.get(DUPLICATE, 0)} duplicate, {self.events.get(STALE, 0)} stale; "
             f"{self.published} batch(es) published, {self.publish_failures} publish failure(s)"
         )
-
-
-class ReportingPublisher(Publisher):
-    """A Publisher that tells the service about each batch that reached the bus (for the log)."""
-
-    def __init__(self, *args: Any, on_published: Callable[[Emission], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_published = on_published
-
-    def send(
-        self, chunk: Sequence[Emission], **kwargs: Any
-    ) -> tuple[list[Emission], list[Emission], int]:
-        done, failed, sns_failures = super().send(chunk, **kwargs)
-        for emission in done:
-            self.on_published(emission)
-        return done, failed, sns_failures
 
 
 class Service:
@@ -143,14 +113,13 @@ class Service:
         self.poll_wait = poll_wait
         self.exclusive_store = exclusive_store
         self.stats = ServiceStats()
-        self.publisher = ReportingPublisher(
+        self.publisher = Publisher(
             events_client,
             settings.event_bus,
             sns_client=sns_client,
             topic_arn=settings.sns_topic_arn,
             # Retry back-offs end at once on a stop request (the default).
             sleep=sleep if sleep is not None else self.stop.wait,
-            on_published=self._log_published,
             rule_of=self.emitter.rule_name,
         )
         self._sqs_factory = sqs_client
@@ -200,11 +169,54 @@ class Service:
         Returns how many messages were received. Raises when the receive or the store fails
         (nothing is deleted then: the messages come back after their visibility timeout).
         """
-        messages = self._receive(self.poll_wait if wait is None else wait)
+        messages = self._receive_coalesced(self.poll_wait if wait is None else wait)
         if not messages:
             return 0
-        # A full receive means more are waiting: take them too (without waiting), so that one
-        # store transaction covers several receives. Nothing is deleted before it commits.
+        by_id = {str(i): m for i, m in enumerate(messages)}
+        try:
+            accepted = self.emitter.accept(
+                ((i, m.get("Body", "")) for i, m in by_id.items()), arrived=self.clock()
+            )
+        except Exception:
+            with self._stats_lock:
+                self.stats.received += len(messages)
+                self.stats.store_failures += 1
+            raise
+        for reject in accepted.rejects:
+            # Bad, or refused by the store alone: left on the queue for its dead-letter queue.
+            logger.warning(
+                "%s %s (left on the queue for its dead-letter queue): %s",
+                "message" if reject.unstored else "rejected message",
+                by_id[reject.key].get("MessageId", "?"),
+                reject.reason,
+            )
+        stored = [by_id[i] for i in accepted.stored]
+        outcome = accepted.outcome
+        with self._stats_lock:
+            self.stats.received += len(messages)
+            self.stats.rejected += len(accepted.rejects)
+            self.stats.stored += len(stored)
+            self.stats.events.update(outcome.counters)
+        if not stored:
+            return len(messages)
+        # Wake the emitter thread only when it has something to do before it would wake anyway:
+        # batches closed (count, marker), or a batch now falls due before its planned sweep.
+        planned = self._next_sweep_at
+        due = outcome.earliest_due
+        if outcome.emissions or (due is not None and (planned is None or due < planned)):
+            self._wake.set()
+        deleted = self._delete(stored)  # only now: the store has committed them
+        with self._stats_lock:
+            self.stats.deleted += deleted
+        self._log_stored(stored, accepted.parsed, outcome)
+        return len(messages)
+
+    def _receive_coalesced(self, wait: int) -> list[dict[str, Any]]:
+        """One receive; when it comes back full, more are waiting: take them too (without
+        waiting), so that one store transaction covers several receives."""
+        messages = self._receive(wait)
+        if not messages:
+            return []
         started, last = time.monotonic(), len(messages)
         receives = 1
         while (
@@ -218,69 +230,7 @@ class Service:
             last = len(more)
             if not _gather(messages, more):
                 break  # only messages already in hand came back (a short visibility timeout)
-        parsed: list[Parsed] = []
-        good: list[dict[str, Any]] = []
-        rejected = 0
-        for message in messages:
-            try:
-                parsed.append(
-                    parse_message(
-                        message.get("Body", ""),
-                        eventbridge_keys_encoded=self.settings.eventbridge_keys_encoded,
-                    )
-                )
-            except BadEventError as err:
-                rejected += 1
-                logger.warning(
-                    "rejected message %s (left on the queue for its dead-letter queue): %s",
-                    message.get("MessageId", "?"),
-                    err,
-                )
-                continue
-            good.append(message)
-        with self._stats_lock:
-            self.stats.received += len(messages)
-            self.stats.rejected += rejected
-        if not good:
-            return len(messages)
-        try:
-            outcome, unstored = self.emitter.ingest_isolated(parsed, arrived=self.clock())
-        except Exception:
-            with self._stats_lock:
-                self.stats.store_failures += 1
-            raise
-        if unstored:
-            # The store refused these alone: like bad messages, they stay for the dead-letter queue.
-            for index in unstored:
-                logger.warning(
-                    "message %s could not be stored (left on the queue for its dead-letter queue)",
-                    good[index].get("MessageId", "?"),
-                )
-            keep = [i for i in range(len(good)) if i not in set(unstored)]
-            good, parsed = [good[i] for i in keep], [parsed[i] for i in keep]
-            with self._stats_lock:
-                self.stats.rejected += len(unstored)
-        with self._stats_lock:
-            self.stats.stored += len(good)
-            self.stats.events.update(outcome.counters)
-        # Wake the emitter thread only when it has something to do before it would wake anyway:
-        # batches closed (count, marker), or a batch now falls due before its planned sweep.
-        planned = self._next_sweep_at
-        due = outcome.earliest_due
-        if outcome.emissions or (due is not None and (planned is None or due < planned)):
-            self._wake.set()
-        deleted = self._delete(good)
-        with self._stats_lock:
-            self.stats.deleted += deleted
-        self._log_stored(len(good), outcome.counters, len(outcome.emissions))
-        for message, one in zip(good, parsed, strict=True):
-            logger.debug(
-                "message %s: %d event(s), ignored %s",
-                message.get("MessageId", "?"),
-                len(one.events),
-                dict(one.ignored) or "none",
-            )
-        return len(messages)
+        return messages
 
     def _receive(self, wait: int) -> list[dict[str, Any]]:
         response = self._sqs_client().receive_message(
@@ -329,8 +279,18 @@ class Service:
         sweep after a stop publishes for at most FINAL_SWEEP_BUDGET, one attempt per chunk.
         """
         now = self.clock()
-        closed = self.emitter.close_due(now)
-        for emission in closed:
+        purge = self._last_purge is None or now - self._last_purge >= PURGE_EVERY
+        swept = self.emitter.sweep(
+            self.publisher,
+            self.clock,
+            budget=FINAL_SWEEP_BUDGET if final else SWEEP_BUDGET,
+            stop=_never if final else self.stop.is_set,
+            max_attempts=1 if final else None,
+            purge=purge,
+        )
+        if purge:
+            self._last_purge = now
+        for emission in swept.closed:
             logger.debug(
                 "closed s3://%s/%s (%s, batch %s)",
                 emission.bucket,
@@ -338,34 +298,18 @@ class Service:
                 emission.trigger,
                 emission.batch_id,
             )
-        if final:
-            attempts, self.publisher.max_attempts = self.publisher.max_attempts, 1
-            try:
-                report = publish_pending(
-                    self.store, self.publisher, self.clock, deadline=now + FINAL_SWEEP_BUDGET
-                )
-            finally:
-                self.publisher.max_attempts = attempts
-        else:
-            report = publish_pending(
-                self.store,
-                self.publisher,
-                self.clock,
-                deadline=now + SWEEP_BUDGET,
-                stop=self.stop.is_set,
-            )
+        for batch in swept.publish.batches:
+            self._log_published(batch)
         with self._stats_lock:
-            self.stats.publish_failures += len(report.failed) + report.sns_failures
-        if self._last_purge is None or now - self._last_purge >= PURGE_EVERY:
-            purged = self.store.purge(now, self.emitter.rules.dedupe_window)
-            self._last_purge = now
-            if purged:
-                logger.debug("purged %d expired dedupe entr(ies)", purged)
-        return report
+            self.stats.published += len(swept.publish.batches)
+            self.stats.publish_failures += swept.failed + swept.publish.sns_failures
+        if swept.purged:
+            logger.debug("purged %d expired dedupe entr(ies)", swept.purged)
+        return swept.publish
 
     def seconds_until_next_sweep(self) -> float:
         """Until the next batch falls due, but never longer than RESWEEP_EVERY."""
-        due = self.store.next_due()
+        due = self.emitter.next_due()
         if due is None:
             return RESWEEP_EVERY
         delay = (due - self.clock()).total_seconds()
@@ -394,23 +338,9 @@ class Service:
             self._wake.wait(wait)
 
     def reclaim_abandoned(self) -> int:
-        """Release claims left by a previous run that died mid-publish (exclusive stores only).
-
-        A claim is a lease: on a shared store another emitter's claim must be respected until it
-        expires. When this process is the store's only user, every claim is a dead process's, so
-        taking them back now re-publishes those batches (same batch_id) without waiting.
-        """
-        horizon = self.clock() + CLAIM_LEASE  # every lease taken before now has expired by then
-        # Claim everything first (each claim takes rows the previous ones did not), then give it
-        # all back: releasing as it goes would hand the same rows to the next claim, forever.
-        taken: list[str] = []
-        while True:
-            claimed = self.store.claim_pending(horizon, CLAIM_LEASE, limit=CLAIM_LIMIT * 5)
-            taken.extend(e.batch_id for e in claimed)
-            if len(claimed) < CLAIM_LIMIT * 5:
-                break
-        self.store.release(taken)
-        reclaimed = len(taken)
+        """Release claims left by a previous run that died mid-publish (see
+        :meth:`Emitter.reclaim_abandoned`; exclusive stores only)."""
+        reclaimed = self.emitter.reclaim_abandoned(self.clock())
         if reclaimed:
             logger.info(
                 "%d batch(es) were closed but not published before; sending them", reclaimed
@@ -418,10 +348,13 @@ class Service:
         return reclaimed
 
     # --- progress lines -----------------------------------------------------------------
-    def _log_stored(self, messages: int, counters: Counter[str], closed: int) -> None:
-        dropped = sum(n for name, n in counters.items() if name.startswith(DROPPED_PREFIX))
+    def _log_stored(
+        self, stored: list[dict[str, Any]], parsed: list[Parsed], outcome: IngestOutcome
+    ) -> None:
+        messages, counters, closed = len(stored), outcome.counters, len(outcome.emissions)
+        dropped = total_dropped(counters)
         extra = []
-        for name in ("duplicate", "stale"):
+        for name in (DUPLICATE, STALE):
             if counters.get(name):
                 extra.append(f"{counters[name]} {name}")
         if dropped:
@@ -431,14 +364,20 @@ class Service:
         logger.info(
             "stored %d message(s): %d event(s) accepted%s",
             messages,
-            counters.get("accepted", 0),
+            counters.get(ACCEPTED, 0),
             "".join(f", {part}" for part in extra),
         )
+        for message, one in zip(stored, parsed, strict=True):
+            logger.debug(
+                "message %s: %d event(s), ignored %s",
+                message.get("MessageId", "?"),
+                len(one.events),
+                dict(one.ignored) or "none",
+            )
 
-    def _log_published(self, emission: Emission) -> None:
-        with self._stats_lock:
-            self.stats.published += 1
-        late = (self.clock() - emission.emitted_at).total_seconds()
+    def _log_published(self, batch: PublishedBatch) -> None:
+        emission = batch.emission
+        late = (batch.at - emission.emitted_at).total_seconds()
         logger.info(
             "published s3://%s/%s: %d file(s), trigger %s, batch %s, due %s, sent %.3f s after",
             emission.bucket,
@@ -449,6 +388,10 @@ class Service:
             rfc3339(emission.emitted_at),
             late,
         )
+
+
+def _never() -> bool:
+    return False
 
 
 def _gather(messages: list[dict[str, Any]], more: list[dict[str, Any]]) -> bool:
@@ -465,226 +408,3 @@ def _gather(messages: list[dict[str, Any]], more: list[dict[str, Any]]) -> bool:
         else:
             messages[at] = message
     return new
-
-
-# --- wiring for `edp run` ---------------------------------------------------------------
-def client_factory(
-    service_name: str, *, endpoint_url: str | None, region: str | None
-) -> Callable[[], Any]:
-    """A factory making a boto3 client when first needed (each call has its own session,
-    because boto3 sessions are not thread-safe and the two threads create their clients)."""
-
-    def make() -> Any:
-        import boto3
-
-        session = boto3.session.Session(region_name=region)
-        return session.client(service_name, endpoint_url=endpoint_url)  # type: ignore[call-overload]
-
-    return make
-
-
-def _error_code(err: Exception) -> str:
-    response = getattr(err, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-DENIED_CODES = ("AccessDenied", "AccessDeniedException", "AuthorizationError")
-
-
-def check_queue(sqs: Any, queue_url: str) -> None:
-    """Fail fast with a clear message when the queue cannot be read; warn when no DLQ is set."""
-    try:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
-        ).get("Attributes", {})
-    except Exception as err:
-        raise ServiceError(
-            f"cannot read queue {queue_url}: {err} (check --queue-url, --region, "
-            "--endpoint-url and the credentials)"
-        ) from err
-    if "RedrivePolicy" not in attributes:
-        logger.warning(
-            "queue %s has no dead-letter queue: a bad message will be received again every "
-            "visibility timeout (%s s) forever; set a RedrivePolicy",
-            queue_url,
-            attributes.get("VisibilityTimeout", "?"),
-        )
-        return
-    try:
-        dlq = json.loads(attributes["RedrivePolicy"]).get("deadLetterTargetArn", "?")
-    except (ValueError, AttributeError):
-        dlq = "?"
-    logger.info("start-up check: queue %s can be read (dead-letter queue %s)", queue_url, dlq)
-
-
-def check_bus(events: Any, bus: str) -> None:
-    """The bus must exist: without it every batch would wait in the outbox, retried forever."""
-    try:
-        events.describe_event_bus(Name=bus)
-    except Exception as err:
-        if _error_code(err) in DENIED_CODES:
-            logger.warning(
-                "start-up check: cannot check event bus %s (no events:DescribeEventBus "
-                "permission?): %s",
-                bus,
-                err,
-            )
-            return
-        raise ServiceError(
-            f"event bus {bus} cannot be used: {err} (check --event-bus / EDP_EVENT_BUS_NAME, "
-            "--region and --endpoint-url)"
-        ) from err
-    logger.info("start-up check: event bus %s exists", bus)
-
-
-def check_topic(sns: Any, topic_arn: str) -> None:
-    """The topic, when one is set, must exist (its copies would otherwise all fail)."""
-    try:
-        sns.get_topic_attributes(TopicArn=topic_arn)
-    except Exception as err:
-        if _error_code(err) in DENIED_CODES:
-            logger.warning(
-                "start-up check: cannot check topic %s (no sns:GetTopicAttributes permission?): %s",
-                topic_arn,
-                err,
-            )
-            return
-        raise ServiceError(
-            f"SNS topic {topic_arn} cannot be used: {err} (check --sns-topic-arn / "
-            "EDP_SNS_TOPIC_ARN)"
-        ) from err
-    logger.info("start-up check: SNS topic %s exists", topic_arn)
-
-
-class DeadlineQueue:
-    """An SQS client whose long polls never wait past ``deadline`` (a monotonic time), so
-    ``--max-runtime N`` stops within N seconds plus one short receive, not N plus ``--poll-wait``."""
-
-    def __init__(
-        self, sqs: Any, deadline: float, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._sqs = sqs
-        self._deadline = deadline
-        self._monotonic = monotonic
-
-    def receive_message(self, **kwargs: Any) -> Any:
-        left = max(0, math.ceil(self._deadline - self._monotonic()))
-        kwargs["WaitTimeSeconds"] = min(int(kwargs.get("WaitTimeSeconds", 0)), left)
-        return self._sqs.receive_message(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sqs, name)
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop``; a second one exits at once (safe: the store is transactional,
-    unstored messages reappear on the queue, closed batches stay in the outbox)."""
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            logger.warning("%s again: exiting now", name)
-            os._exit(EXIT_INTERRUPTED)
-        logger.warning("%s: stopping after this receive (send again to exit at once)", name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextmanager
-def progress_on_stderr(
-    verbose: bool, *, log_format: str = "text", log_level: str | None = None
-) -> Iterator[None]:
-    """Progress lines on stderr for the `edp` loggers while the service runs (see edp.logs)."""
-    level = log_level or ("debug" if verbose else "info")
-    with command_logging("edp run", level=level, log_format=log_format):
-        yield
-
-
-def run_service(
-    settings: Settings,
-    *,
-    queue_url: str,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    poll_wait: int = 10,
-    max_runtime: float | None = None,
-    verbose: bool = False,
-    log_format: str = "text",
-    log_level: str | None = None,
-) -> int:
-    """`edp run`: wire real clients, the store and signal handlers; run until stopped; exit code."""
-    if max_runtime is not None and not 0 < max_runtime < math.inf:
-        raise SettingsError("--max-runtime", max_runtime, "a number of seconds > 0")
-    stop = threading.Event()
-    started = time.monotonic()
-    with (
-        progress_on_stderr(verbose, log_format=log_format, log_level=log_level),
-        stop_on_signals(stop),
-    ):
-        sqs: Any = client_factory("sqs", endpoint_url=endpoint_url, region=region)()
-        check_queue(sqs, queue_url)
-        # Made now, not at the first publish, so the first batch is not late by a client's setup.
-        events = client_factory("events", endpoint_url=endpoint_url, region=region)()
-        check_bus(events, settings.event_bus)
-        sns_factory = client_factory("sns", endpoint_url=endpoint_url, region=region)
-        if settings.sns_topic_arn:
-            sns = sns_factory()
-            check_topic(sns, settings.sns_topic_arn)
-            sns_factory = lambda: sns  # noqa: E731
-        if max_runtime is not None:
-            sqs = DeadlineQueue(sqs, started + max_runtime)
-        store = open_store(settings.database_url, secret_arn=settings.database_secret_arn)
-        try:
-            scheme = settings.database_url.split(":", 1)[0].lower()
-            service = Service(
-                settings,
-                store,
-                queue_url=queue_url,
-                sqs_client=lambda: sqs,
-                events_client=lambda: events,
-                sns_client=sns_factory,
-                s3_client=client_factory("s3", endpoint_url=endpoint_url, region=region),
-                stop=stop,
-                poll_wait=poll_wait,
-                exclusive_store=scheme in ("sqlite", "memory"),
-            )
-            logger.info(
-                "polling %s (store %s, bus %s%s; duration %d s, count %d); Ctrl-C to stop",
-                queue_url,
-                redact_url(settings.database_url),
-                settings.event_bus,
-                f", topic {settings.sns_topic_arn}" if settings.sns_topic_arn else "",
-                settings.threshold_duration,
-                settings.threshold_count,
-            )
-            timer = None
-            if max_runtime is not None:
-                timer = threading.Timer(
-                    max(0.0, started + max_runtime - time.monotonic()), stop.set
-                )
-                timer.daemon = True
-                timer.start()
-            try:
-                stats = service.run()
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            logger.info(
-                "stopped after %.1f s: %s; %d batch(es) open, %d waiting to be published",
-                time.monotonic() - started,
-                stats.summary(),
-                len(store.open_batches()),
-                store.pending_count(),
-            )
-        finally:
-            store.close()
-    return 0

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from edp.core import ACCEPTED, DUPLICATE, STALE, Emission, emission_order
+from edp.core import Emission, emission_order
+from edp.counters import ACCEPTED, DUPLICATE, STALE, by_reason
 from edp.emitter import Emitter
 from edp.errors import BadEventError
 from edp.events import Parsed, parse_message
 from edp.publisher import eventbridge_event
-from edp.store.base import DROPPED_PREFIX
 
 CHUNK_EVENTS = 1000  # events per store transaction; chunking does not change the output
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # "after the last event": every batch falls due
@@ -257,15 +257,11 @@ class Summary:
     rejected: int = 0
 
     def line(self) -> str:
-        dropped = {
-            name[len(DROPPED_PREFIX) :]: n
-            for name, n in sorted(self.counters.items())
-            if name.startswith(DROPPED_PREFIX) and n
-        }
-        by_reason = ", ".join(f"{reason} {n}" for reason, n in dropped.items())
+        dropped = by_reason(self.counters)
+        reasons = ", ".join(f"{reason} {n}" for reason, n in dropped.items())
         parts = [
             f"{self.counters[ACCEPTED]} events accepted",
-            f"{sum(dropped.values())} dropped" + (f" ({by_reason})" if by_reason else ""),
+            f"{sum(dropped.values())} dropped" + (f" ({reasons})" if reasons else ""),
             f"{self.counters[DUPLICATE]} duplicates",
             f"{self.counters[STALE]} stale",
             f"{self.emissions} emissions",
@@ -289,7 +285,6 @@ def simulate(
     Returns 1 when any message was rejected, else 0.
     """
     region = region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    store = emitter.store
     summary = Summary()
     pending: list[Parsed] = []
     pending_events = 0
@@ -301,11 +296,7 @@ def simulate(
     def publish(emissions: list[Emission]) -> list[Emission]:
         """Printing is publishing here: the outbox records it (as `edp status` shows)."""
         ordered = sorted(emissions, key=emission_order)
-        by_time: dict[datetime, list[str]] = {}
-        for emission in ordered:
-            by_time.setdefault(emission.emitted_at, []).append(emission.batch_id)
-        for moment, batch_ids in by_time.items():
-            store.mark_published(batch_ids, moment)
+        emitter.mark_printed(ordered)
         return ordered
 
     def emit(ordered: list[Emission]) -> None:
@@ -322,7 +313,7 @@ def simulate(
             return
         clock = max((e.event_time for p in pending for e in p.events), default=None)
         # One store transaction for the chunk: its events, the batches they make due, publishing.
-        with store.transaction():
+        with emitter.transaction():
             outcome = emitter.ingest(pending, arrived=None)
             emissions = list(outcome.emissions)
             if clock is not None:
@@ -332,14 +323,13 @@ def simulate(
         emit(ordered)
         pending, pending_events = [], 0
 
-    encoded = emitter.settings.eventbridge_keys_encoded
     for number, message in read_messages(source):
         try:
             if isinstance(message, BadEventError):
                 raise message
             if isinstance(message, str):  # a JSON string, not JSON text to read again
                 raise BadEventError("message: expected a JSON object, got str")
-            parsed = parse_message(message, eventbridge_keys_encoded=encoded)
+            parsed = emitter.parse(message)
         except BadEventError as error:
             summary.rejected += 1
             err.write(f"line {number}: {error}\n")
@@ -364,7 +354,7 @@ def simulate(
             chunk_start = None
     flush()
     # After the last event, every open batch is emitted when it falls due.
-    with store.transaction():
+    with emitter.transaction():
         ordered = publish(emitter.close_due(FAR_FUTURE))
     emit(ordered)
     out.flush()

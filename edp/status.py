@@ -8,8 +8,10 @@ from typing import IO, Any
 
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import OpenBatch
-from edp.settings import Settings, redact_url
+from edp.counters import GROUPS, group_of
+from edp.settings import Settings
 from edp.store import PendingBatch, open_store
+from edp.store.urls import redact_url
 
 PENDING_SHOWN = 20  # batches waiting to publish listed in the table (the JSON lists 100)
 
@@ -136,13 +138,11 @@ def show_status(settings: Settings, *, as_json: bool, out: IO[str], clock: Clock
         if pending > len(rows):
             out.write(f"... and {pending - len(rows)} more (--json lists up to 100)\n")
         out.write("\n")
-    groups = {"events": [], "dropped": [], "emitted": []}  # type: dict[str, list[list[str]]]
+    groups: dict[str, list[list[str]]] = {group: [] for group in GROUPS}
     for name, value in counters.items():
-        kind, _, detail = name.partition(":")
-        if kind in ("dropped", "emitted"):
-            groups[kind].append([f"{kind} ({detail})", str(value)])
-        else:
-            groups["events"].append([name, str(value)])
-    rows = groups["events"] + groups["dropped"] + groups["emitted"]
+        group = group_of(name)
+        label = name if group == "events" else f"{group} ({name.partition(':')[2]})"
+        groups[group].append([label, str(value)])
+    rows = [row for group in GROUPS for row in groups[group]]
     out.write(table(["COUNTER", "VALUE"], rows or [["(none yet)", "0"]]) + "\n")
     return 0

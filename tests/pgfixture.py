@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from edp.settings import redact_url
+from edp.store.urls import redact_url
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edp.errors import StoreError
 from edp.store.base import BatchStore, IngestResult, PendingBatch
+from edp.store.urls import EXPECTED, backend_of
 
 __all__ = ["BatchStore", "IngestResult", "PendingBatch", "open_store"]
 
@@ -19,12 +20,12 @@ def open_store(
 
     Backends are imported here, on demand, so the Lambda that uses SQLite or memory never loads psycopg.
     """
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "sqlite":
+    backend = backend_of(url)
+    if backend == "sqlite":
         from edp.store.sqlite import SqliteStore
 
         return SqliteStore(url, durable=durable, read_only=read_only)
-    if scheme in ("postgresql", "postgres"):
+    if backend == "postgresql":
         try:
             from edp.store.postgres import PostgresStore
         except ImportError as err:
@@ -33,10 +34,9 @@ def open_store(
                 "in the edp-toolkit checkout"
             ) from err
         return PostgresStore(url, secret_arn=secret_arn, read_only=read_only)
-    if scheme == "memory":
+    if backend == "memory":
         from edp.store.memory import MemoryStore
 
         return MemoryStore(url)
-    raise StoreError(
-        f"unknown database URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
-    )
+    scheme = url.split(":", 1)[0]
+    raise StoreError(f"unknown database URL scheme {scheme!r}: use {EXPECTED}")

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from edp.core import Changes, Emission, OpenBatch, RoutedEvent, Rules, Snapshot, apply_events
+from edp.counters import emitted
 
 SCHEMA_VERSION = 1
-EMITTED_PREFIX = "emitted:"  # counter names for emissions, by trigger
-DROPPED_PREFIX = "dropped:"  # counter names for dropped events, by reason
 
 
 @dataclass
@@ -46,11 +45,15 @@ class BatchStore(ABC):
     """Persistent batch state. Every method is one transaction."""
 
     url: str = ""
+    # True when one process is the store's only user (`edp run` on SQLite or in memory): then
+    # every claim it finds at start-up is a dead run's, taken back at once instead of waiting.
+    exclusive: bool = False
 
     # --- what a backend implements -------------------------------------------------------
     @abstractmethod
-    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
-        """Within one transaction: load a Snapshot for ``events``, apply_events, save, return."""
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
+        """Within one transaction: load a Snapshot for ``events``, apply_events (adding the
+        ``dropped`` counters to the changes, see :func:`apply_to_snapshot`), save, return."""
 
     @abstractmethod
     def close_due(self, now: datetime, rules: Rules, limit: int | None = None) -> list[Emission]:
@@ -119,11 +122,22 @@ class BatchStore(ABC):
         """The schema version the stored data is at (backends with a schema read it from there)."""
         return SCHEMA_VERSION
 
-    def ingest(self, events: Sequence[RoutedEvent], rules: Rules) -> IngestResult:
-        """Apply events (in order) in one transaction; closed batches go to the outbox."""
+    def ingest(
+        self,
+        events: Sequence[RoutedEvent],
+        rules: Rules,
+        dropped: Counter[str] | None = None,
+    ) -> IngestResult:
+        """Apply events (in order) in one transaction; closed batches go to the outbox.
+
+        ``dropped``: the counters of the events dropped before routing (``dropped:<reason>``),
+        written in the same transaction as the events, so the counters never disagree with them.
+        """
         if not events:
-            return IngestResult()
-        changes = self._apply(events, rules)
+            if dropped:
+                self.add_counters(dropped)
+            return IngestResult(counters=Counter(dropped or {}))
+        changes = self._apply(events, rules, Counter(dropped or {}))
         dues = [b.due_at for b in changes.batches.values() if b.due_at is not None]
         return IngestResult(
             emissions=list(changes.closed),
@@ -147,7 +161,7 @@ class BatchStore(ABC):
 
 def emitted_counters(emissions: Iterable[Emission]) -> Counter[str]:
     """One ``emitted:<trigger>`` increment per closed batch."""
-    return Counter(EMITTED_PREFIX + emission.trigger for emission in emissions)
+    return Counter(emitted(emission.trigger) for emission in emissions)
 
 
 def counters_for(changes: Changes) -> Counter[str]:
@@ -155,6 +169,11 @@ def counters_for(changes: Changes) -> Counter[str]:
     return changes.counters + emitted_counters(changes.closed)
 
 
-def apply_to_snapshot(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
-    """The one call every backend makes into the core (kept here so they cannot drift)."""
-    return apply_events(snapshot, events, rules)
+def apply_to_snapshot(
+    snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]
+) -> Changes:
+    """The one call every backend makes into the core (kept here so they cannot drift); the
+    counters of the events dropped before routing join the changes, saved with them."""
+    changes = apply_events(snapshot, events, rules)
+    changes.counters.update(dropped)
+    return changes

@@ -58,6 +58,8 @@ def astuple_emission(emission: Emission) -> tuple[Any, ...]:
 class MemoryStore(BatchStore):
     """All state in dictionaries and heaps; nothing survives the process."""
 
+    exclusive = True
+
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._lock = threading.RLock()
@@ -90,11 +92,11 @@ class MemoryStore(BatchStore):
         return self._lock  # calls nest under the lock; each one writes only when it succeeds
 
     # --- ingest ------------------------------------------------------------------------
-    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
         with self._lock:
             snapshot = self._load(events)
             # The rules work on the snapshot (copies): if they fail, nothing was written.
-            changes = apply_to_snapshot(snapshot, events, rules)
+            changes = apply_to_snapshot(snapshot, events, rules, dropped)
             self._save(changes, rules)
             return changes
 

@@ -49,7 +49,6 @@ from edp.core import (
     rescheduled,
 )
 from edp.errors import StoreError
-from edp.settings import redact_url
 from edp.store.base import (
     BatchStore,
     PendingBatch,
@@ -59,6 +58,7 @@ from edp.store.base import (
 )
 from edp.store.rows import BATCH_COLUMNS, OUTBOX_COLUMNS, batch_from_row, emission_from_row
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
+from edp.store.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -277,10 +277,10 @@ def secret_params(
     parts = secret_arn.split(":")
     region = parts[3] if len(parts) > 6 and parts[0] == "arn" and parts[3] else None
     if client_factory is None:
-        import boto3
+        from edp_common.clients import make_client
 
         def client_factory() -> Any:
-            return boto3.client("secretsmanager", region_name=region)
+            return make_client("secretsmanager", region=region)
 
     try:
         text = client_factory().get_secret_value(SecretId=secret_arn)["SecretString"]
@@ -523,10 +523,10 @@ class PostgresStore(BatchStore):
         return self._run(read, what="read the schema version", idempotent=True)
 
     # --- ingest ------------------------------------------------------------------------
-    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
         def work(conn: psycopg.Connection[Any]) -> Changes:
             snapshot = self._load(conn, events)
-            changes = apply_to_snapshot(snapshot, events, rules)
+            changes = apply_to_snapshot(snapshot, events, rules, dropped)
             self._save(conn, changes, rules)
             return changes
 

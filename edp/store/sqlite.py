@@ -129,6 +129,8 @@ def path_of(url: str) -> str:
 class SqliteStore(BatchStore):
     """Batch state in one SQLite file; safe for one writer process and any number of readers."""
 
+    exclusive = True
+
     def __init__(self, url: str, *, durable: bool = True, read_only: bool = False) -> None:
         """``read_only``: open an existing store without creating or changing anything (status).
         ``durable=False``: a throwaway file (simulate's own), commits skip the fsync."""
@@ -216,10 +218,10 @@ class SqliteStore(BatchStore):
         return self._write()
 
     # --- ingest ------------------------------------------------------------------------
-    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
         with self._write() as db:
             snapshot = self._load(db, events)
-            changes = apply_to_snapshot(snapshot, events, rules)
+            changes = apply_to_snapshot(snapshot, events, rules, dropped)
             self._save(db, changes, rules)
             return changes
 

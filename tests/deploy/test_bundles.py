@@ -97,8 +97,8 @@ def test_bundles_are_reproducible_and_leave_caches_out(tmp_path: Path, source_tr
 def test_specs_come_from_pyproject_without_runtime_provided_packages() -> None:
     specs = bundle_specs(REPO_ROOT / "pyproject.toml")
     emitter, consumer = specs["emitter"], specs["consumer"]
-    assert emitter.packages == ("edp",)
-    assert consumer.packages == ("consumers",)
+    assert emitter.packages == ("edp", "edp_common")
+    assert consumer.packages == ("consumers", "edp_common")
     emitter_names = {r.split("[")[0].split(">")[0].split("=")[0] for r in emitter.requirements}
     consumer_names = {r.split("[")[0].split(">")[0].split("=")[0] for r in consumer.requirements}
     assert {"aws-lambda-powertools", "platformdirs", "psycopg", "pyyaml"} <= emitter_names

@@ -1,7 +1,8 @@
 """Every emitter template parameter that feeds a setting allows exactly what the setting allows.
 
-The constraints are not copied into the test: for each parameter, the test finds the environment
-variable it feeds (in the Lambdas' environment), then asks both sides about the same probe values:
+The constraints are not copied into the test: the settings declaration (``edp.settings.SETTINGS``)
+names the stack parameter that feeds each setting's environment variable; the test checks the
+Lambdas' environment wires them so, then asks both sides about the same probe values:
 CloudFormation's constraint check (Type, AllowedPattern, AllowedValues, Min/MaxValue,
 Min/MaxLength) and the emitter's own validation (``Settings.from_sources``). A value the template
 lets through and the settings reject would make both Lambdas fail every call.
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from edp.errors import SettingsError
-from edp.settings import MAX_WHOLE_NUMBER, Settings
+from edp.settings import MAX_WHOLE_NUMBER, SETTINGS, Settings
 
 NUMBERS = ["0", "1", "2", "20", "300", "86400", str(MAX_WHOLE_NUMBER), str(MAX_WHOLE_NUMBER + 1)]
 ODD = ["", "-1", "1.5", "1e3", "abc", "00", "+1", " 1", "10000000000000000000000000"]
@@ -24,22 +25,27 @@ TEXT += ["false", "perhaps", "default", "edp", "_SUCCESS,manifest.json"]
 
 
 def fed_settings(template: dict[str, Any]) -> dict[str, tuple[str, bool]]:
-    """parameter -> (env var it feeds, whether "0" means unset through an !If condition)."""
+    """parameter -> (env var it feeds, whether "0" means unset through an !If condition), for
+    every parameter the settings declaration names; each must feed its env var in every Lambda."""
     fed: dict[str, tuple[str, bool]] = {}
-    for resource in template["Resources"].values():
-        if resource["Type"] != "AWS::Lambda::Function":
+    functions = [
+        resource["Properties"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::Function"
+    ]
+    for setting in SETTINGS:
+        if setting.parameter is None:
             continue
-        env = resource["Properties"].get("Environment", {}).get("Variables", {})
-        for var, value in env.items():
-            if not var.startswith("EDP_"):
-                continue
-            if isinstance(value, dict) and "Ref" in value:
-                fed[value["Ref"]] = (var, False)
-            elif isinstance(value, dict) and "Fn::If" in value:
-                _, then, _ = value["Fn::If"]
-                if isinstance(then, dict) and "Ref" in then:
-                    fed[then["Ref"]] = (var, True)
-    return {name: v for name, v in fed.items() if name in template["Parameters"]}
+        assert setting.parameter in template["Parameters"], setting
+        for properties in functions:
+            value = properties["Environment"]["Variables"][setting.env]
+            if isinstance(value, dict) and "Fn::If" in value:
+                _, value, _ = value["Fn::If"]
+                fed[setting.parameter] = (setting.env, True)
+            else:
+                fed.setdefault(setting.parameter, (setting.env, False))
+            assert value == {"Ref": setting.parameter}, (setting.env, value)
+    return fed
 
 
 def template_accepts(parameter: dict[str, Any], value: str) -> bool:
@@ -71,6 +77,21 @@ def settings_accept(var: str, value: str, zero_is_off: bool) -> bool:
 
 
 def test_every_setting_parameter_is_checked(emitter_template: dict[str, Any]) -> None:
+    # Every parameter that feeds an EDP_ variable is declared (none escapes the check below).
+    env_refs = {
+        value["Ref"]
+        for resource in emitter_template["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::Function"
+        for var, value in resource["Properties"]["Environment"]["Variables"].items()
+        if var.startswith("EDP_") and isinstance(value, dict) and "Ref" in value
+    } | {
+        value["Fn::If"][1]["Ref"]
+        for resource in emitter_template["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::Function"
+        for value in resource["Properties"]["Environment"]["Variables"].values()
+        if isinstance(value, dict) and "Ref" in value.get("Fn::If", [None, {}])[1]
+    }
+    assert env_refs & set(emitter_template["Parameters"]) == set(fed_settings(emitter_template))
     assert set(fed_settings(emitter_template)) >= {
         "BucketName",
         "BucketIgnorePrefixes",

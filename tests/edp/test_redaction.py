@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from edp.errors import SettingsError
-from edp.settings import Settings, redact_url
+from edp.settings import Settings
+from edp.store.urls import redact_url
 
 SECRET = "s3cr3t-Pa55"
 

@@ -4,6 +4,7 @@ thread woken only when an ingest closed a batch or brought the next due time for
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,11 +32,11 @@ class CountingStore(MemoryStore):
         self.transactions = 0
         self.fail = False
 
-    def _apply(self, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
+    def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
         if self.fail:
             raise StoreError("the database is down")
         self.transactions += 1
-        return super()._apply(events, rules)
+        return super()._apply(events, rules, dropped)
 
 
 @pytest.fixture

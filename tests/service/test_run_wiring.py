@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from edp.cli import main
-from edp.service import DeadlineQueue
+from edp.run import DeadlineQueue
 from tests.helpers import load_event
 from tests.service.service_aws import REGION, Pipeline, build_pipeline
 

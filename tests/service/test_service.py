@@ -147,7 +147,7 @@ def test_seconds_until_next_sweep_follows_the_next_due_batch(
 
 def test_a_failed_store_deletes_nothing(aws: Pipeline) -> None:
     class UnwritableStore(MemoryStore):
-        def _apply(self, events: Any, rules: Any) -> Any:
+        def _apply(self, events: Any, rules: Any, dropped: Any) -> Any:
             raise StoreError("disk full")
 
     service = make_service(aws, UnwritableStore())

@@ -1,0 +1,1 @@
+"""What the emitter (edp) and the consumers share: boto3 clients and message envelopes."""
