@@ -14,6 +14,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from consumers.errors import BadEventError
 from consumers.events import ReadyEvent, parse_ready_events
@@ -70,22 +72,26 @@ def _is_sqs_batch(event: Any) -> bool:
 
 
 def _handle_sqs_batch(records: list[dict[str, Any]], settings: ConsumerSettings) -> dict[str, Any]:
-    """Process each message alone; only the failed ones go back to the queue (and its DLQ)."""
-    failures = []
-    for record in records:
-        message_id = record.get("messageId", "")
+    """Process each message alone with Powertools' BatchProcessor; only the failed ones go back
+    to the queue (and its DLQ), even when every one fails."""
+
+    def record_handler(record: SQSRecord) -> None:
         try:
-            for ready in parse_ready_events(record.get("body", "")):
+            for ready in parse_ready_events(record.body):
                 _package(ready, settings)
         except BadEventError as err:
-            logger.error("bad event", message_id=message_id, error=str(err))
+            logger.error("bad event", message_id=record.message_id, error=str(err))
             metrics.add_metric(name="BadEvents", unit=MetricUnit.Count, value=1)
-            failures.append({"itemIdentifier": message_id})
+            raise
         except Exception:
-            logger.exception("packaging failed", message_id=message_id)
+            logger.exception("packaging failed", message_id=record.message_id)
             metrics.add_metric(name="PackagingFailures", unit=MetricUnit.Count, value=1)
-            failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}
+            raise
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    with processor(records=records, handler=record_handler):
+        processor.process()
+    return {"batchItemFailures": [dict(item) for item in processor.response()["batchItemFailures"]]}
 
 
 def _package(ready: ReadyEvent, settings: ConsumerSettings) -> dict[str, Any]:

@@ -1,5 +1,9 @@
 """The PostgreSQL backend of the batch store (RDS): safe for many writer and emitter processes at once.
 
+This module is the store's protocol (its statements and the BatchStore methods); the schema and
+its migrations are in :mod:`edp.store.pg_schema`, the connection, its secrets and reconnection in
+:mod:`edp.store.pg_connection`.
+
 Concurrency, in short (README.md, PostgreSQL store, has the long version):
 
 * Every (bucket, prefix) has a permanent row in ``places``. A writer first inserts the missing ones
@@ -23,20 +27,14 @@ Concurrency, in short (README.md, PostgreSQL store, has the long version):
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
-from psycopg.pq import ConnStatus
 
 from edp.core import (
     Changes,
@@ -49,6 +47,7 @@ from edp.core import (
     rescheduled,
 )
 from edp.errors import StoreError
+from edp.store import pg_schema
 from edp.store.base import (
     BatchStore,
     PendingBatch,
@@ -56,71 +55,11 @@ from edp.store.base import (
     counters_for,
     emitted_counters,
 )
+from edp.store.pg_connection import RECONNECT_WAIT, PgConnection
 from edp.store.rows import BATCH_COLUMNS, OUTBOX_COLUMNS, batch_from_row, emission_from_row
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
-from edp.store.urls import redact_url
 
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-MIGRATION_LOCK = (
-    0x6564_7073_6368_656D  # pg_advisory_xact_lock key held while migrating ("edpschem")
-)
 SHARDS = 16  # counter and clock rows per name: writers rarely share one, readers sum 16 rows
-RECONNECT_WAIT = 30.0  # seconds to keep trying to reach a restarting server before giving up
-CONNECT_TIMEOUT = 10  # seconds, libpq connect_timeout unless the URL sets one
-ROLLBACK_RETRIES = 5  # deadlock / serialization failures retried (should never happen; counted)
-
-# Each entry migrates the schema from version N to N+1; never edit one that has shipped, add one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE places (
-        bucket TEXT NOT NULL, prefix TEXT NOT NULL, PRIMARY KEY (bucket, prefix)
-    );
-    CREATE TABLE batches (
-        bucket TEXT NOT NULL, prefix TEXT NOT NULL, batch_id TEXT NOT NULL,
-        count INTEGER NOT NULL, changed BOOLEAN NOT NULL,
-        first_activity BIGINT NOT NULL, last_activity BIGINT NOT NULL,
-        first_event_time BIGINT NOT NULL, last_event_time BIGINT NOT NULL,
-        due_at BIGINT,
-        PRIMARY KEY (bucket, prefix)
-    );
-    CREATE INDEX batches_due ON batches (due_at) WHERE due_at IS NOT NULL;
-    CREATE TABLE members (
-        batch_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (batch_id, key)
-    );
-    CREATE TABLE seen (identity TEXT PRIMARY KEY, batch_id TEXT NOT NULL);
-    CREATE INDEX seen_batch ON seen (batch_id);
-    CREATE TABLE closed (batch_id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
-    CREATE INDEX closed_expires ON closed (expires_at);
-    CREATE TABLE sequencers (
-        bucket TEXT NOT NULL, key TEXT NOT NULL, sequencer TEXT NOT NULL,
-        updated_at BIGINT NOT NULL, PRIMARY KEY (bucket, key)
-    );
-    CREATE INDEX sequencers_updated ON sequencers (updated_at);
-    CREATE TABLE outbox (
-        batch_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, prefix TEXT NOT NULL,
-        count INTEGER NOT NULL, trigger TEXT NOT NULL, emitted_at BIGINT NOT NULL,
-        first_event_time BIGINT NOT NULL, last_event_time BIGINT NOT NULL,
-        published_at BIGINT, claimed_until BIGINT
-    );
-    CREATE INDEX outbox_pending ON outbox (emitted_at, bucket COLLATE "C", prefix COLLATE "C")
-        WHERE published_at IS NULL;
-    CREATE TABLE counters (
-        name TEXT NOT NULL, shard SMALLINT NOT NULL, value BIGINT NOT NULL,
-        PRIMARY KEY (name, shard)
-    );
-    CREATE TABLE clocks (shard SMALLINT PRIMARY KEY, value BIGINT NOT NULL);
-    """,
-    """
-    CREATE TABLE publish_failures (
-        batch_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,
-        last_attempt_at BIGINT NOT NULL
-    );
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 # (bucket, prefix) pairs passed as two parallel arrays.
 PAIRS = "unnest(%b::text[], %b::text[])"
@@ -250,11 +189,6 @@ def batch_columns(batches: Sequence[OpenBatch]) -> list[list[Any]]:
     ]
 
 
-def display_url(url: str) -> str:
-    """The URL with its password masked, in the user part and in a ``password=`` parameter."""
-    return redact_url(url)
-
-
 def unzip(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     firsts: list[str] = []
     seconds: list[str] = []
@@ -262,54 +196,6 @@ def unzip(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
         firsts.append(a)
         seconds.append(b)
     return firsts, seconds
-
-
-def secret_params(
-    secret_arn: str, client_factory: Callable[..., Any] | None = None
-) -> dict[str, str]:
-    """Connection parameters from an RDS-style Secrets Manager secret (username, password, host...).
-
-    The client is created here, at call time, in the secret's own region. Neither the secret's
-    text nor its password ever goes into an error message.
-    """
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    parts = secret_arn.split(":")
-    region = parts[3] if len(parts) > 6 and parts[0] == "arn" and parts[3] else None
-    if client_factory is None:
-        from edp_common.clients import make_client
-
-        def client_factory() -> Any:
-            return make_client("secretsmanager", region=region)
-
-    try:
-        text = client_factory().get_secret_value(SecretId=secret_arn)["SecretString"]
-    except (BotoCoreError, ClientError, KeyError) as err:
-        raise StoreError(
-            f"cannot read the database secret {secret_arn}: {err}; check EDP_DATABASE_SECRET_ARN "
-            "and that the role may call secretsmanager:GetSecretValue on it"
-        ) from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None
-    if not isinstance(data, dict):
-        # `from None`: the decode error would quote the secret's text.
-        raise StoreError(
-            f"the database secret {secret_arn} is not a JSON object with username, password, "
-            "host, port and dbname (the RDS secret format)"
-        ) from None
-    params: dict[str, str] = {}
-    for source, target in (
-        ("username", "user"),
-        ("password", "password"),
-        ("host", "host"),
-        ("port", "port"),
-        ("dbname", "dbname"),
-    ):
-        if data.get(source) not in (None, ""):
-            params[target] = str(data[source])
-    return params
 
 
 class PostgresStore(BatchStore):
@@ -327,200 +213,44 @@ class PostgresStore(BatchStore):
         read_only: bool = False,
     ) -> None:
         """``read_only``: never create or migrate the schema, and refuse every write (status)."""
-        self.url = display_url(url)  # the only form of the URL that is ever shown
-        self._conninfo = url
-        self._secret_arn = secret_arn
-        self._secrets_client_factory = secrets_client_factory
-        self._reconnect_wait = reconnect_wait
-        self._sleep = sleep
-        self._monotonic = monotonic
-        self._passwords: set[str] = set()  # every password seen, masked in every message
-        self._conn: psycopg.Connection[Any] | None = None
-        self._lock = threading.RLock()
+        self._db = PgConnection(
+            url,
+            secret_arn=secret_arn,
+            secrets_client_factory=secrets_client_factory,
+            reconnect_wait=reconnect_wait,
+            sleep=sleep,
+            monotonic=monotonic,
+            read_only=read_only,
+        )
+        self.url = self._db.url
         # One shard per store object: concurrent writers rarely share a counter or clock row.
         self._shard = random.randrange(SHARDS)
-        self.reconnects = 0  # how often the connection was re-established (tests, metrics)
-        self.rollback_retries = 0  # deadlocks or serialization failures retried (should stay 0)
-        self._read_only = read_only
-        self._connect(wait=0.0)
         if read_only:
-            self._run(self._check_schema, what="read the schema", idempotent=True)
+            self._db.run(
+                lambda conn: pg_schema.check_schema(conn, self.url),
+                what="read the schema",
+                idempotent=True,
+            )
         else:
-            self._run(self._migrate, what="migrate the schema")
+            self._db.run(pg_schema.migrate, what="migrate the schema")
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
 
-    # --- connection handling ------------------------------------------------------------
-    def _scrub(self, text: str) -> str:
-        """``text`` with the password (from the URL or the secret) masked, whatever produced it."""
-        text = text.replace(self._conninfo, self.url)
-        for password in self._passwords:
-            text = text.replace(password, "***")
-        return text
+    @property
+    def reconnects(self) -> int:
+        """How often the connection was re-established (tests, metrics)."""
+        return self._db.reconnects
 
-    def _error(self, doing: str, err: BaseException) -> StoreError:
-        return StoreError(
-            self._scrub(f"PostgreSQL store {self.url}: cannot {doing}: {err}".strip())
-        )
-
-    def _params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        given = psycopg.conninfo.conninfo_to_dict(self._conninfo)
-        if given.get("password"):
-            self._passwords.add(str(given["password"]))
-        if self._secret_arn:
-            params.update(secret_params(self._secret_arn, self._secrets_client_factory))
-            if params.get("password"):
-                self._passwords.add(params["password"])
-        if "connect_timeout" not in given:
-            params["connect_timeout"] = CONNECT_TIMEOUT
-        if "application_name" not in given:
-            params["application_name"] = "edp"
-        return params
-
-    def _connect(self, wait: float) -> psycopg.Connection[Any]:
-        """Open the connection, retrying for up to ``wait`` seconds (a server restarting)."""
-        try:
-            params = self._params()
-        except psycopg.Error as err:
-            raise StoreError(
-                f"PostgreSQL store {self.url}: not a valid connection URL ({type(err).__name__})"
-            ) from None
-        deadline = self._monotonic() + wait
-        delay = 0.1
-        while True:
-            try:
-                self._conn = psycopg.connect(self._conninfo, autocommit=True, **params)
-                if self._read_only:
-                    self._conn.execute("SET default_transaction_read_only = on")
-                return self._conn
-            except psycopg.Error as err:
-                if self._monotonic() + delay > deadline:
-                    raise self._error("connect", err) from err
-                log.warning("PostgreSQL not reachable, retrying: %s", self._scrub(str(err)))
-                self._sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        conn = self._conn
-        if conn is None or self._lost(conn):
-            self._discard()
-            self.reconnects += 1
-            conn = self._connect(wait=self._reconnect_wait)
-        return conn
-
-    @staticmethod
-    def _lost(conn: psycopg.Connection[Any]) -> bool:
-        return conn.closed or conn.broken or conn.pgconn.status != ConnStatus.OK
-
-    def _discard(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-            self._conn = None
-
-    def _committed(self, xid: str) -> bool:
-        """Whether the transaction ``xid`` committed (asked after the connection died in COMMIT)."""
-        conn = self._connection()
-        row = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
-        return row is not None and row[0] == "committed"
-
-    def _run(
-        self,
-        work: Callable[[psycopg.Connection[Any]], T],
-        *,
-        what: str,
-        durable: bool = True,
-        idempotent: bool = False,
-    ) -> T:
-        """Run ``work`` in one transaction; reconnect and run it again once if the server went away.
-
-        Before running a transaction again after the connection died in COMMIT, ask the server
-        whether that COMMIT landed, unless running it twice does no harm (``idempotent``: reads,
-        marking published). ``durable=False`` lets the COMMIT return before the disk write.
-        """
-        with self._lock:
-            reconnected = False
-            rollbacks = 0
-            while True:
-                conn = self._connection()  # StoreError when the server stays unreachable
-                xid: str | None = None
-                done = False
-                result: T
-                try:
-                    with conn.transaction():
-                        if not idempotent:
-                            row = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
-                            xid = row[0] if row else None
-                        if not durable:
-                            conn.execute("SET LOCAL synchronous_commit = off")
-                        result = work(conn)
-                        done = True
-                    return result
-                except pg_errors.TransactionRollback as err:
-                    # Deadlock or serialization failure: the design should make these impossible,
-                    # so they are counted (tests assert zero) as well as retried.
-                    self.rollback_retries += 1
-                    rollbacks += 1
-                    log.warning("transaction rolled back, retrying: %s", self._scrub(str(err)))
-                    if rollbacks > ROLLBACK_RETRIES:
-                        raise self._error(what, err) from err
-                except psycopg.OperationalError as err:
-                    if not self._lost(conn):
-                        raise self._error(what, err) from err
-                    self._discard()
-                    log.warning("PostgreSQL connection lost (%s); reconnecting", type(err).__name__)
-                    if reconnected:
-                        raise self._error(what, err) from err
-                    reconnected = True
-                    if done and xid is not None:
-                        try:
-                            if self._committed(xid):
-                                return result
-                        except (psycopg.Error, StoreError) as check_err:
-                            raise self._error(what, check_err) from err
-                except psycopg.Error as err:
-                    raise self._error(what, err) from err
-
-    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
-        # Two processes starting at once: the second waits here, then finds the schema current.
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-        current = int(row[0]) if row else 0
-        if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"the store was written by a newer edp (schema {current} > {SCHEMA_VERSION}); "
-                "upgrade edp"
-            )
-        for statement in MIGRATIONS[current:]:
-            conn.execute(statement)  # type: ignore[arg-type]
-        conn.execute(
-            "INSERT INTO meta (name, value) VALUES ('schema_version', %s) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (str(SCHEMA_VERSION),),
-        )
-
-    def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
-        """For a read-only store: the tables must be there already (nothing is created)."""
-        row = conn.execute(
-            "SELECT to_regclass('meta') IS NOT NULL AND to_regclass('outbox') IS NOT NULL, "
-            "current_database(), current_schemas(false)::text"
-        ).fetchone()
-        if row is None or not row[0]:
-            database, schemas = (row[1], row[2]) if row else ("?", "?")
-            raise StoreError(
-                f"no edp store at {self.url} (database {database!r}, schemas {schemas}): its "
-                "tables are missing; check --db or EDP_DATABASE_URL (an emitter creates them)"
-            )
+    @property
+    def rollback_retries(self) -> int:
+        """Deadlocks or serialization failures retried (should stay 0)."""
+        return self._db.rollback_retries
 
     def schema_version(self) -> int:
-        def read(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-            return int(row[0]) if row else 0
-
-        return self._run(read, what="read the schema version", idempotent=True)
+        return self._db.run(
+            pg_schema.schema_version, what="read the schema version", idempotent=True
+        )
 
     # --- ingest ------------------------------------------------------------------------
     def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
@@ -530,7 +260,7 @@ class PostgresStore(BatchStore):
             self._save(conn, changes, rules)
             return changes
 
-        return self._run(work, what="store events")
+        return self._db.run(work, what="store events")
 
     def _load(self, conn: psycopg.Connection[Any], events: Sequence[RoutedEvent]) -> Snapshot:
         snapshot = Snapshot()
@@ -672,7 +402,7 @@ class PostgresStore(BatchStore):
                 self._add_counters(conn, emitted_counters(emissions))
             return emissions
 
-        return self._run(work, what="close due batches")
+        return self._db.run(work, what="close due batches")
 
     def enqueue(self, emissions: Sequence[Emission]) -> list[str]:
         def work(conn: psycopg.Connection[Any]) -> list[str]:
@@ -695,14 +425,14 @@ class PostgresStore(BatchStore):
             self._add_counters(conn, emitted_counters(e for e in emissions if e.batch_id in added))
             return [e.batch_id for e in emissions if e.batch_id in added]
 
-        return self._run(work, what="enqueue batches")
+        return self._db.run(work, what="enqueue batches")
 
     def next_due(self) -> datetime | None:
         def read(conn: psycopg.Connection[Any]) -> datetime | None:
             row = conn.execute("SELECT min(due_at) FROM batches").fetchone()
             return opt_from_micros(row[0]) if row else None
 
-        return self._run(read, what="read the next due time", idempotent=True)
+        return self._db.run(read, what="read the next due time", idempotent=True)
 
     def claim_pending(self, now: datetime, lease: timedelta, limit: int = 100) -> list[Emission]:
         def work(conn: psycopg.Connection[Any]) -> list[Emission]:
@@ -712,13 +442,13 @@ class PostgresStore(BatchStore):
             claimed = [emission_from_row(r) for r in rows]
             return sorted(claimed, key=lambda e: (e.emitted_at, e.bucket, e.prefix))
 
-        return self._run(work, what="claim pending batches")
+        return self._db.run(work, what="claim pending batches")
 
     def mark_published(self, batch_ids: Iterable[str], now: datetime) -> None:
         ids = sorted(batch_ids)
         if not ids:
             return
-        self._run(
+        self._db.run(
             lambda conn: conn.execute(
                 "WITH done AS (UPDATE outbox SET published_at = %s, claimed_until = NULL "
                 "WHERE batch_id = ANY(%b::text[]) RETURNING batch_id) "
@@ -736,7 +466,7 @@ class PostgresStore(BatchStore):
         ids = sorted(batch_ids)
         if not ids:
             return
-        self._run(
+        self._db.run(
             lambda conn: conn.execute(
                 "UPDATE outbox SET claimed_until = NULL "
                 "WHERE batch_id = ANY(%b::text[]) AND published_at IS NULL",
@@ -756,7 +486,7 @@ class PostgresStore(BatchStore):
             ).fetchall()
             return [batch_from_row(r) for r in rows]
 
-        return self._run(read, what="list open batches", idempotent=True)
+        return self._db.run(read, what="list open batches", idempotent=True)
 
     def published(self) -> list[Emission]:
         def read(conn: psycopg.Connection[Any]) -> list[Emission]:
@@ -766,7 +496,7 @@ class PostgresStore(BatchStore):
             ).fetchall()
             return [emission_from_row(r) for r in rows]
 
-        return self._run(read, what="list published batches", idempotent=True)
+        return self._db.run(read, what="list published batches", idempotent=True)
 
     def pending(self, limit: int = 100) -> list[PendingBatch]:
         def read(conn: psycopg.Connection[Any]) -> list[PendingBatch]:
@@ -794,13 +524,13 @@ class PostgresStore(BatchStore):
                 for row in rows
             ]
 
-        return self._run(read, what="list pending batches", idempotent=True)
+        return self._db.run(read, what="list pending batches", idempotent=True)
 
     def record_failures(self, errors: Mapping[str, str], now: datetime) -> None:
         if not errors:
             return
         ids = sorted(errors)
-        self._run(
+        self._db.run(
             lambda conn: conn.execute(
                 "INSERT INTO publish_failures "
                 "SELECT batch_id, 1, last_error, %s FROM unnest(%b::text[], %b::text[]) "
@@ -819,11 +549,11 @@ class PostgresStore(BatchStore):
             row = conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
             return int(row[0]) if row else 0
 
-        return self._run(read, what="count pending batches", idempotent=True)
+        return self._db.run(read, what="count pending batches", idempotent=True)
 
     def add_counters(self, counts: Counter[str]) -> None:
         if any(counts.values()):
-            self._run(lambda conn: self._add_counters(conn, counts), what="add to the counters")
+            self._db.run(lambda conn: self._add_counters(conn, counts), what="add to the counters")
 
     def counters(self) -> dict[str, int]:
         def read(conn: psycopg.Connection[Any]) -> dict[str, int]:
@@ -833,7 +563,7 @@ class PostgresStore(BatchStore):
             ).fetchall()
             return {name: int(value) for name, value in rows}
 
-        return self._run(read, what="read the counters", idempotent=True)
+        return self._db.run(read, what="read the counters", idempotent=True)
 
     def purge(self, now: datetime, window: timedelta) -> int:
         # SKIP LOCKED: purging never waits for (or deadlocks with) a writer using those rows.
@@ -843,8 +573,7 @@ class PostgresStore(BatchStore):
             removed += conn.execute(PURGE_SEQUENCERS, (to_micros(now - window),)).rowcount
             return int(removed)
 
-        return self._run(work, what="purge old dedupe state")
+        return self._db.run(work, what="purge old dedupe state")
 
     def close(self) -> None:
-        with self._lock:
-            self._discard()
+        self._db.close()

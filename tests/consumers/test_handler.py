@@ -182,3 +182,17 @@ def test_a_rejected_prefix_redelivered_through_sqs_is_handled_every_time(
     assert len(world.revisions("genome-lab/exp-0042", world.quarantine)) == 1
     [alert] = world.alerts()
     assert "quarantined" in alert["Subject"]
+
+
+@pytest.mark.usefixtures("lambda_env")
+def test_an_sqs_batch_where_every_message_fails_reports_them_all(world: World) -> None:
+    # Powertools' BatchProcessor would raise when the whole batch fails; the handler reports
+    # each message instead, so the queue's redrive policy counts them one by one.
+    event = fixture_for(world, "ready_lambda_sqs")
+    for index, record in enumerate(event["Records"]):
+        record["messageId"] = f"bad-{index}"
+        record["body"] = "not json"
+    result = handler(event, LambdaContext())
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": f"bad-{i}"} for i in range(len(event["Records"]))]
+    }

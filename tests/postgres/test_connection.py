@@ -20,7 +20,8 @@ from edp.core import Changes, RoutedEvent, Rules
 from edp.errors import StoreError
 from edp.events import ObjectEvent
 from edp.store import open_store
-from edp.store.postgres import SCHEMA_VERSION, PostgresStore
+from edp.store.pg_schema import SCHEMA_VERSION
+from edp.store.postgres import PostgresStore
 from tests.pgfixture import with_database
 
 pytestmark = pytest.mark.postgres
@@ -47,8 +48,9 @@ def terminate(admin_url: str, pid: int) -> None:
 
 
 def backend_pid(store: PostgresStore) -> int:
-    assert store._conn is not None
-    return int(store._conn.info.backend_pid)
+    conn = store._db.conn
+    assert conn is not None
+    return int(conn.info.backend_pid)
 
 
 def full_text(err: BaseException) -> str:
