@@ -3,6 +3,7 @@ and real-shaped emitter events built from a few arguments."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,3 +90,10 @@ def s3_record(
 
 def jsonl(*events: Any) -> str:
     return "".join(json.dumps(e) + "\n" for e in events)
+
+
+def subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``name`` of ``parser`` (for checking its flags)."""
+    [subparsers] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    found: argparse.ArgumentParser = subparsers.choices[name]
+    return found

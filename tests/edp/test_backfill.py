@@ -81,7 +81,7 @@ def aws() -> Iterator[dict[str, Any]]:
 
 
 def received(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     while True:
         messages = (
             aws["sqs"]

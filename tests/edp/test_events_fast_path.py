@@ -47,8 +47,8 @@ stamp = st.one_of(
 def outcome(message: Any, encoded: bool, *, fast: bool) -> Any:
     saved = events._eventbridge_fast, events._s3_record_fast
     if not fast:
-        events._eventbridge_fast = lambda obj, encoded: None  # type: ignore[assignment]
-        events._s3_record_fast = lambda record: None  # type: ignore[assignment]
+        events._eventbridge_fast = lambda obj, encoded: None
+        events._s3_record_fast = lambda record: None
     try:
         parsed = events.parse_message(message, eventbridge_keys_encoded=encoded)
         return [(e, e.identity()) for e in parsed.events], dict(parsed.ignored)

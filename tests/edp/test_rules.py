@@ -46,7 +46,7 @@ class Harness:
 
 @pytest.fixture(params=["memory", "sqlite"])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    stores = []
+    stores: list[Any] = []
 
     def factory(**settings: Any) -> Harness:
         url = (

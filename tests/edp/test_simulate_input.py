@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def edp(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def play(source: str | bytes, url: str = "memory://", **settings: object) -> tuple[str, str, int]:
+def play(source: str | bytes, url: str = "memory://", **settings: Any) -> tuple[str, str, int]:
     store = open_store(url)
     out, err = io.StringIO(), io.StringIO()
     data = io.BytesIO(source if isinstance(source, bytes) else source.encode())

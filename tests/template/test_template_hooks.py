@@ -96,7 +96,7 @@ def test_no_python_file_of_the_template_holds_a_jinja_block() -> None:
     assert offenders == []
 
 
-TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
+TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=60)
 
 
 @given(text=TEXT)
