@@ -21,6 +21,7 @@ from consumers.errors import BadEventError
 from consumers.events import ReadyEvent, parse_ready_events
 from consumers.quilt_env import quilt_environment
 from consumers.settings import SETTINGS_INPUTS, ConsumerSettings
+from edp_common.envelopes import is_sqs_batch
 
 DEFAULT_METRICS_NAMESPACE = "EDP"
 DEFAULT_SERVICE = "edp-auto-package"
@@ -41,7 +42,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _logged_and_measured(event: dict[str, Any], context: Any) -> dict[str, Any]:
     quilt_environment()
     settings = _settings(tuple(os.environ.get(name) for name in SETTINGS_INPUTS))
-    if _is_sqs_batch(event):
+    if is_sqs_batch(event):
         records: list[dict[str, Any]] = event["Records"]
         return _handle_sqs_batch(records, settings)
     outcomes = [_package(ready, settings) for ready in parse_ready_events(event)]
@@ -57,18 +58,6 @@ def _settings(env_values: tuple[str | None, ...]) -> ConsumerSettings:
         if value is not None
     }
     return ConsumerSettings.from_env(env)
-
-
-def _is_sqs_batch(event: Any) -> bool:
-    records = event.get("Records") if isinstance(event, dict) else None
-    return (
-        isinstance(records, list)
-        and bool(records)
-        and all(
-            isinstance(record, dict) and record.get("eventSource") == "aws:sqs"
-            for record in records
-        )
-    )
 
 
 def _handle_sqs_batch(records: list[dict[str, Any]], settings: ConsumerSettings) -> dict[str, Any]:

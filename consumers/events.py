@@ -5,17 +5,16 @@ Light on purpose: no quilt3 or boto3 import, so any code can parse events cheapl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from consumers.errors import BadEventError
+from edp_common.envelopes import check_depth, load_json, opened, records
+from edp_common.errors import EnvelopeError
 
 READY_DETAIL_TYPE = "package-objects-ready"
-# Envelopes nest (EventBridge -> SNS -> SQS -> Lambda); deeper than this is not a real delivery.
-MAX_ENVELOPE_DEPTH = 6
 # S3 object events sent to a consumer by mistake (its rule or subscription matches the bucket's
 # own events): named as such, so the fix (route package-objects-ready instead) is obvious.
 S3_EVENTBRIDGE_SOURCE = "aws.s3"
@@ -62,39 +61,29 @@ def parse_ready_events(payload: Mapping[str, Any] | str | bytes) -> list[ReadyEv
     an SNS notification (``Type: Notification``), a Lambda SQS event or a Lambda SNS event,
     nested in one another. Raises :class:`BadEventError` naming what is wrong and where.
     """
-    return _parse(payload, where="event", depth=0)
+    try:
+        return _parse(payload, where="event", depth=0)
+    except EnvelopeError as err:
+        raise BadEventError(str(err)) from err
 
 
 def _parse(payload: Any, *, where: str, depth: int) -> list[ReadyEvent]:
-    if depth > MAX_ENVELOPE_DEPTH:
-        raise BadEventError(f"{where}: envelopes nested more than {MAX_ENVELOPE_DEPTH} deep")
-    if isinstance(payload, bytes | bytearray):
-        try:
-            payload = payload.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise BadEventError(f"{where}: not UTF-8 text ({err})") from err
-    if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except json.JSONDecodeError as err:
-            raise BadEventError(f"{where}: not JSON ({err.msg} at position {err.pos})") from err
-        except RecursionError as err:  # json's C parser gives up on ~1,000+ nested levels
-            raise BadEventError(f"{where}: JSON nested too deeply to be an event") from err
+    check_depth(depth, where)
+    payload = load_json(payload, where)
     if not isinstance(payload, Mapping):
         raise BadEventError(f"{where}: expected a JSON object, got {_type_name(payload)}")
-
-    if "Records" in payload:
-        records = payload["Records"]
-        if not isinstance(records, list) or not records:
+    found = records(payload, where)
+    if found is not None:
+        if not found:
             raise BadEventError(f"{where}.Records: expected a non-empty list")
         events: list[ReadyEvent] = []
-        for index, record in enumerate(records):
+        for index, record in enumerate(found):
             events.extend(_parse_record(record, where=f"{where}.Records[{index}]", depth=depth))
         return events
-    if payload.get("Type") == "Notification" and "Message" in payload:
-        return _parse(payload["Message"], where=f"{where}.Message", depth=depth + 1)
-    if "Body" in payload and "detail" not in payload:  # boto3 receive_message shape
-        return _parse(payload["Body"], where=f"{where}.Body", depth=depth + 1)
+    inner = opened(payload, where)
+    if inner is not None:
+        carried, path = inner
+        return _parse(carried, where=path, depth=depth + 1)
     if payload.get("source") == S3_EVENTBRIDGE_SOURCE or payload.get("Event") == S3_TEST_EVENT:
         raise BadEventError(f"{where}: {NOT_READY_BUT_S3}")
     if "detail" in payload or "detail-type" in payload:
@@ -115,11 +104,10 @@ def _parse(payload: Any, *, where: str, depth: int) -> list[ReadyEvent]:
 def _parse_record(record: Any, *, where: str, depth: int) -> list[ReadyEvent]:
     if not isinstance(record, Mapping):
         raise BadEventError(f"{where}: expected a JSON object, got {_type_name(record)}")
-    if "body" in record:  # Lambda SQS event
-        return _parse(record["body"], where=f"{where}.body", depth=depth + 1)
-    sns = record.get("Sns")
-    if isinstance(sns, Mapping) and "Message" in sns:  # Lambda SNS event
-        return _parse(sns["Message"], where=f"{where}.Sns.Message", depth=depth + 1)
+    inner = opened(record, where)
+    if inner is not None:  # a Lambda SQS or SNS record
+        carried, path = inner
+        return _parse(carried, where=path, depth=depth + 1)
     if record.get("eventSource") == S3_NOTIFICATION_SOURCE or "s3" in record:
         raise BadEventError(f"{where}: {NOT_READY_BUT_S3}")
     raise BadEventError(f"{where}: neither an SQS record (body) nor an SNS record (Sns.Message)")

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from edp import counters
 from edp.clock import Clock, rfc3339, utc_now
 from edp.core import TRIGGER_BACKFILL, Emission
-from edp.counters import DROPPED_PREFIX
 from edp.errors import BackfillError, PublishError
 from edp.publisher import PUT_EVENTS_MAX_ENTRIES, Publisher, publish_pending
 from edp.scope import Scope
@@ -403,7 +403,7 @@ def describe_plan(plan: Plan, out: IO[str]) -> None:
 
 
 def dropped_counters(plan: Plan) -> Counter[str]:
-    return Counter({DROPPED_PREFIX + reason: n for reason, n in plan.dropped.items()})
+    return Counter({counters.dropped(reason): n for reason, n in plan.dropped.items()})
 
 
 def build_plan(

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from edp import __version__
 from edp.errors import EdpError, SettingsError
 from edp.logs import LOG_FORMATS, LOG_LEVELS
-from edp.settings import SETTINGS, SETTINGS_HELP, Settings, split_list
+from edp.settings import SETTING, SETTINGS, SETTINGS_HELP, Settings, split_list
 
 EXIT_USAGE = 2
 
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show open batches (bucket, prefix, files, age, due in) and the counters "
         "(events accepted, dropped by reason, duplicates, emitted by trigger).",
     )
-    status.add_argument("--db", metavar="URL", help="store URL [EDP_DATABASE_URL]")
+    status.add_argument("--db", metavar="URL", help=f"store URL [{SETTING['database_url'].env}]")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     status.set_defaults(func=cmd_status)
 
@@ -402,7 +402,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from edp.status import show_status
 
     # Only the store's settings: a bad batching env var is no reason for status to fail.
-    env = {k: os.environ.get(k, "") for k in ("EDP_DATABASE_URL", "EDP_DATABASE_SECRET_ARN")}
+    names = (SETTING["database_url"].env, SETTING["database_secret_arn"].env)
+    env = {name: os.environ.get(name, "") for name in names}
     settings = Settings.from_sources(env=env, database_url=args.db)
     return show_status(settings, as_json=args.json, out=sys.stdout)
 

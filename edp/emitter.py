@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from edp import counters
 from edp.clock import Clock
-from edp.core import Emission, RoutedEvent, Rules
+from edp.core import Emission, RoutedEvent, Rules, emission_order
 from edp.errors import BadEventError
 from edp.events import ObjectEvent, Parsed, parse_message
 from edp.publisher import CLAIM_LEASE, CLAIM_LIMIT, Publisher, PublishReport, publish_pending
@@ -311,18 +310,25 @@ class Emitter:
         return len(taken)
 
     # --- `edp simulate`: printing is publishing ---------------------------------------------
-    def transaction(self) -> AbstractContextManager[object]:
-        """Several calls in one store transaction (where the store can nest them)."""
-        return self.store.transaction()
-
-    def mark_printed(self, emissions: Sequence[Emission]) -> None:
-        """Record ``emissions`` as published at their own emitted time (`edp simulate` prints
-        them instead of sending them; the outbox records it, as `edp status` shows)."""
-        by_time: dict[datetime, list[str]] = {}
-        for emission in emissions:
-            by_time.setdefault(emission.emitted_at, []).append(emission.batch_id)
-        for moment, batch_ids in by_time.items():
-            self.store.mark_published(batch_ids, moment)
+    def replay(
+        self, parsed: Sequence[Parsed], until: datetime | None
+    ) -> tuple[IngestOutcome, list[Emission]]:
+        """`edp simulate`'s step, in one store transaction: store ``parsed`` at their own event
+        times, close what falls due by ``until``, and record those batches as published at their
+        emitted time (printing is publishing there; the outbox records it, as `edp status`
+        shows). Returns the ingest's outcome and the batches to print, in emission order."""
+        with self.store.transaction():
+            outcome = self.ingest(parsed, arrived=None) if parsed else IngestOutcome()
+            emissions = list(outcome.emissions)
+            if until is not None:
+                emissions.extend(self.close_due(until))
+            ordered = sorted(emissions, key=emission_order)
+            by_time: dict[datetime, list[str]] = {}
+            for emission in ordered:
+                by_time.setdefault(emission.emitted_at, []).append(emission.batch_id)
+            for moment, batch_ids in by_time.items():
+                self.store.mark_published(batch_ids, moment)
+        return outcome, ordered
 
 
 def build_scope(settings: Settings, ruleset: RuleSet | None = None) -> Scope:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections import Counter
@@ -15,11 +14,18 @@ from urllib.parse import unquote_plus
 
 from edp.clock import parse_time
 from edp.errors import BadEventError
+from edp_common.envelopes import (
+    MAX_ENVELOPE_DEPTH,
+    check_depth,
+    load_json,
+    opened,
+    records,
+)
+from edp_common.errors import EnvelopeError
 
 Kind = Literal["created", "deleted"]
 
 MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
-MAX_NESTING = 5  # envelopes inside envelopes deeper than this are not a real AWS shape
 MAX_FIELD_CHARS = 1024  # bucket, etag, version-id, sequencer, event id: far above AWS's own
 MAX_SIZE = 2**63 - 1  # object sizes are stored as 64-bit integers
 # Event times the emitter accepts. Settings' durations are at most MAX_WHOLE_NUMBER seconds, so
@@ -106,6 +112,8 @@ def parse_message(
         return _parse(_load(raw, "message"), eventbridge_keys_encoded, depth=0, where="message")
     except BadEventError:
         raise
+    except EnvelopeError as err:
+        raise BadEventError(str(err)) from err
     except RecursionError as err:
         raise BadEventError("message: nested too deeply to be an S3 event") from err
     except (ValueError, OverflowError, TypeError, UnicodeError, AttributeError) as err:
@@ -114,30 +122,18 @@ def parse_message(
 
 
 def _load(raw: Any, where: str) -> Any:
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise BadEventError(f"{where}: not UTF-8 text") from err
-    if isinstance(raw, str):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise BadEventError(f"{where}: not JSON ({err.msg} at char {err.pos})") from err
-        except RecursionError as err:
-            raise BadEventError(f"{where}: JSON nested too deeply to be an S3 event") from err
-        except ValueError as err:  # an integer with more digits than Python converts
-            raise BadEventError(f"{where}: not JSON (a number with too many digits)") from err
-    return raw
+    try:
+        return load_json(raw, where)
+    except EnvelopeError as err:
+        raise BadEventError(str(err)) from err
 
 
 def _parse(obj: Any, encoded: bool, depth: int, where: str) -> Parsed:
-    if type(obj) is dict and depth <= MAX_NESTING and obj.get("source") == "aws.s3":
+    if type(obj) is dict and depth <= MAX_ENVELOPE_DEPTH and obj.get("source") == "aws.s3":
         fast = _eventbridge_fast(obj, encoded) if "detail-type" in obj else None
         if fast is not None:
             return fast
-    if depth > MAX_NESTING:
-        raise BadEventError(f"{where}: envelopes nested more than {MAX_NESTING} deep")
+    check_depth(depth, where)
     if isinstance(obj, list):
         result = Parsed()
         for index, item in enumerate(obj):
@@ -149,29 +145,16 @@ def _parse(obj: Any, encoded: bool, depth: int, where: str) -> Parsed:
         return _eventbridge(obj, encoded, where)
     if obj.get("Event") == "s3:TestEvent":
         return Parsed(ignored=Counter({TEST_EVENT: 1}))
-    if obj.get("Type") == "Notification" and "Message" in obj:
-        return _parse(
-            _load(_text(obj, "Message", where), f"{where}.Message"),
-            encoded,
-            depth + 1,
-            f"{where}.Message",
-        )
-    if "Records" in obj:
-        records = obj["Records"]
-        if not isinstance(records, list):
-            raise BadEventError(f"{where}.Records: expected a list")
+    found = records(obj, where)
+    if found is not None:
         result = Parsed()
-        for index, record in enumerate(records):
+        for index, record in enumerate(found):
             result.extend(_record(record, encoded, depth, f"{where}.Records[{index}]"))
         return result
-    if "body" in obj and ("messageId" in obj or "receiptHandle" in obj):
-        return _parse(
-            _load(_text(obj, "body", where), f"{where}.body"), encoded, depth + 1, f"{where}.body"
-        )
-    if "Body" in obj and ("MessageId" in obj or "ReceiptHandle" in obj):
-        return _parse(
-            _load(_text(obj, "Body", where), f"{where}.Body"), encoded, depth + 1, f"{where}.Body"
-        )
+    inner = opened(obj, where)
+    if inner is not None:
+        payload, path = inner
+        return _parse(_load(payload, path), encoded, depth + 1, path)
     hint = ", ".join(_quote(k) for k in sorted(map(str, obj.keys()))[:8])
     raise BadEventError(f"{where}: unknown event shape (keys: {hint or 'none'})")
 
@@ -182,28 +165,12 @@ def _record(record: Any, encoded: bool, depth: int, where: str) -> Parsed:
     if record.get("eventSource") == "aws:s3":
         fast = _s3_record_fast(record) if type(record) is dict else None
         return fast if fast is not None else _s3_record(record, where)
-    if record.get("eventSource") == "aws:sqs" or ("body" in record and "messageId" in record):
-        body = _text(record, "body", where)
-        return _parse(_load(body, f"{where}.body"), encoded, depth + 1, f"{where}.body")
-    sns = record.get("Sns")
-    if record.get("EventSource") == "aws:sns" or isinstance(sns, Mapping):
-        if not isinstance(sns, Mapping):
-            raise BadEventError(f"{where}.Sns: expected a JSON object")
-        message = _text(sns, "Message", f"{where}.Sns")
-        return _parse(
-            _load(message, f"{where}.Sns.Message"), encoded, depth + 1, f"{where}.Sns.Message"
-        )
+    inner = opened(record, where)
+    if inner is not None:
+        payload, path = inner
+        return _parse(_load(payload, path), encoded, depth + 1, path)
     source = record.get("eventSource") or record.get("EventSource")
     raise BadEventError(f"{where}: unknown record (eventSource {_quote(source)})")
-
-
-def _text(obj: Mapping[str, Any], name: str, where: str) -> Any:
-    if name not in obj:
-        raise BadEventError(f"{where}: missing {name}")
-    value = obj[name]
-    if not isinstance(value, str | Mapping | list):
-        raise BadEventError(f"{where}.{name}: expected a JSON string, got {type(value).__name__}")
-    return value
 
 
 def _eventbridge(obj: Mapping[str, Any], encoded: bool, where: str) -> Parsed:

@@ -28,6 +28,7 @@ from edp.settings import Settings
 from edp.store import BatchStore, open_store
 from edp.store.urls import redact_url
 from edp_common.clients import client_factory, make_client
+from edp_common.envelopes import is_sqs_batch
 
 # Powertools reads its own variables; these defaults only matter outside the stack (tests, local).
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "edp")
@@ -108,15 +109,6 @@ def store_in_db(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     metrics.add_metric("RejectedMessages", MetricUnit.Count, len(accepted.rejects))
     return {"batchItemFailures": [{"itemIdentifier": r.key} for r in accepted.rejects]}
-
-
-def is_sqs_batch(event: dict[str, Any]) -> bool:
-    records = event.get("Records")
-    return (
-        isinstance(records, list)
-        and bool(records)
-        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
-    )
 
 
 def _accept(rt: Runtime, messages: list[tuple[Any, Any]], context: Any) -> Acceptance[Any]:

@@ -13,12 +13,12 @@ import itertools
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from edp.core import Emission, emission_order
+from edp.core import Emission
 from edp.counters import ACCEPTED, DUPLICATE, STALE, by_reason
 from edp.emitter import Emitter
 from edp.errors import BadEventError
@@ -286,18 +286,6 @@ def simulate(
     """
     region = region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     summary = Summary()
-    pending: list[Parsed] = []
-    pending_events = 0
-    chunk_start: datetime | None = None
-    # Within one store transaction the batches that the chunk closes keep their identities for the
-    # whole chunk; a chunk shorter than the dedupe window cannot outlive any of them.
-    window = timedelta(seconds=emitter.settings.dedupe_window)
-
-    def publish(emissions: list[Emission]) -> list[Emission]:
-        """Printing is publishing here: the outbox records it (as `edp status` shows)."""
-        ordered = sorted(emissions, key=emission_order)
-        emitter.mark_printed(ordered)
-        return ordered
 
     def emit(ordered: list[Emission]) -> None:
         for emission in ordered:
@@ -307,33 +295,46 @@ def simulate(
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
         summary.emissions += len(ordered)
 
-    def flush() -> None:
-        nonlocal pending, pending_events
-        if not pending:
-            return
-        clock = max((e.event_time for p in pending for e in p.events), default=None)
-        # One store transaction for the chunk: its events, the batches they make due, publishing.
-        with emitter.transaction():
-            outcome = emitter.ingest(pending, arrived=None)
-            emissions = list(outcome.emissions)
-            if clock is not None:
-                emissions.extend(emitter.close_due(clock))
-            ordered = publish(emissions)
+    window = timedelta(seconds=emitter.settings.dedupe_window)
+    for chunk in chunks(parsed_messages(source, emitter, summary, err), window):
+        clock = max((e.event_time for p in chunk for e in p.events), default=None)
+        outcome, ordered = emitter.replay(chunk, until=clock)
         summary.counters.update(outcome.counters)
         emit(ordered)
-        pending, pending_events = [], 0
+    # After the last event, every open batch is emitted when it falls due.
+    emit(emitter.replay([], until=FAR_FUTURE)[1])
+    out.flush()
+    err.write(summary.line() + "\n")
+    return 1 if summary.rejected else 0
 
+
+def parsed_messages(
+    source: str | IO[bytes], emitter: Emitter, summary: Summary, err: IO[str]
+) -> Iterator[Parsed]:
+    """The messages of ``source`` that are events (:meth:`Emitter.parse`); each one that is not
+    is counted in ``summary`` and reported on ``err`` with its line number."""
     for number, message in read_messages(source):
         try:
             if isinstance(message, BadEventError):
                 raise message
             if isinstance(message, str):  # a JSON string, not JSON text to read again
                 raise BadEventError("message: expected a JSON object, got str")
-            parsed = emitter.parse(message)
+            yield emitter.parse(message)
         except BadEventError as error:
             summary.rejected += 1
             err.write(f"line {number}: {error}\n")
-            continue
+
+
+def chunks(messages: Iterable[Parsed], window: timedelta) -> Iterator[list[Parsed]]:
+    """Messages in chunks of about CHUNK_EVENTS events, each spanning less than ``window``.
+
+    Within one store transaction the batches that the chunk closes keep their identities for the
+    whole chunk; a chunk shorter than the dedupe window cannot outlive any of them.
+    """
+    pending: list[Parsed] = []
+    pending_events = 0
+    chunk_start: datetime | None = None
+    for parsed in messages:
         found = parsed.events
         first: datetime | None
         last: datetime | None
@@ -343,20 +344,15 @@ def simulate(
             first = min((e.event_time for e in found), default=None)
             last = max((e.event_time for e in found), default=None)
         if chunk_start is not None and last is not None and last - chunk_start >= window:
-            flush()
-            chunk_start = None
+            if pending:
+                yield pending
+            pending, pending_events, chunk_start = [], 0, None
         if chunk_start is None and first is not None:
             chunk_start = first
         pending.append(parsed)
-        pending_events += max(1, len(parsed.events))  # a chunk of messages without events ends too
+        pending_events += max(1, len(found))  # a chunk of messages without events ends too
         if pending_events >= CHUNK_EVENTS:
-            flush()
-            chunk_start = None
-    flush()
-    # After the last event, every open batch is emitted when it falls due.
-    with emitter.transaction():
-        ordered = publish(emitter.close_due(FAR_FUTURE))
-    emit(ordered)
-    out.flush()
-    err.write(summary.line() + "\n")
-    return 1 if summary.rejected else 0
+            yield pending
+            pending, pending_events, chunk_start = [], 0, None
+    if pending:
+        yield pending

@@ -28,9 +28,8 @@ Concurrency, in short (README.md, PostgreSQL store, has the long version):
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,7 +54,7 @@ from edp.store.base import (
     counters_for,
     emitted_counters,
 )
-from edp.store.pg_connection import RECONNECT_WAIT, PgConnection
+from edp.store.pg_connection import PgConnection
 from edp.store.rows import BATCH_COLUMNS, OUTBOX_COLUMNS, batch_from_row, emission_from_row
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
 
@@ -202,26 +201,12 @@ class PostgresStore(BatchStore):
     """Batch state in PostgreSQL; any number of writer and emitter processes may share it."""
 
     def __init__(
-        self,
-        url: str,
-        *,
-        secret_arn: str | None = None,
-        secrets_client_factory: Callable[..., Any] | None = None,
-        reconnect_wait: float = RECONNECT_WAIT,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        read_only: bool = False,
+        self, url: str, *, secret_arn: str | None = None, read_only: bool = False, **connection: Any
     ) -> None:
-        """``read_only``: never create or migrate the schema, and refuse every write (status)."""
-        self._db = PgConnection(
-            url,
-            secret_arn=secret_arn,
-            secrets_client_factory=secrets_client_factory,
-            reconnect_wait=reconnect_wait,
-            sleep=sleep,
-            monotonic=monotonic,
-            read_only=read_only,
-        )
+        """``read_only``: never create or migrate the schema, and refuse every write (status).
+        ``connection``: how to reach the server (secrets client, reconnect wait, clocks), see
+        :class:`~edp.store.pg_connection.PgConnection`."""
+        self._db = PgConnection(url, secret_arn=secret_arn, read_only=read_only, **connection)
         self.url = self._db.url
         # One shard per store object: concurrent writers rarely share a counter or clock row.
         self._shard = random.randrange(SHARDS)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = {"edp": "EdpError", "consumers": "ConsumerError"}
+PACKAGES = {"edp": "EdpError", "consumers": "ConsumerError", "edp_common": "SharedError"}
 
 
 def exception_classes(package: str) -> dict[str, tuple[str, list[str]]]:
