@@ -189,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     made: dict[str, Any] = {}
+    # boto3-stubs types boto3.client per literal service name; these names come at run time.
+    new_client: Callable[..., Any] = boto3.client
 
     def clients(name: str) -> Any:
         if name not in made:
-            made[name] = boto3.client(name, region_name=REGION, endpoint_url=endpoint)
+            made[name] = new_client(name, region_name=REGION, endpoint_url=endpoint)
         return made[name]
 
     queues = 0

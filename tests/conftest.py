@@ -1,4 +1,4 @@
-"""Shared fixtures: fake AWS credentials for every test, and fixture events."""
+"""Shared fixtures: fake AWS credentials for every test; the `integration` marker's rules."""
 
 from __future__ import annotations
 
@@ -24,3 +24,18 @@ def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("EDP_") and name != "EDP_TEST_POSTGRES_URL":
             monkeypatch.delenv(name, raising=False)
     yield
+
+
+# A test using one of these fixtures talks to a moto server on 127.0.0.1 (a thread, HTTP, quilt3).
+MOTO_SERVER_FIXTURES = frozenset({"consumer_moto_url", "service_moto", "edp_moto_server_process"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`slow` tests, tests on a PostgreSQL server (`postgres`) and tests on a moto server are
+    `integration` tests, marked so or not."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        marked = item.get_closest_marker("slow") or item.get_closest_marker("postgres")
+        if marked or fixtures & MOTO_SERVER_FIXTURES:
+            item.add_marker(pytest.mark.integration)

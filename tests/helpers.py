@@ -1,7 +1,9 @@
-"""Helpers shared by the emitter tests: real-shaped events built from a few arguments."""
+"""Helpers shared by the tests: the fixture events of tests/events/ (one loader for every test),
+and real-shaped emitter events built from a few arguments."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +15,10 @@ T0 = datetime(2022, 12, 8, 20, 0, 0, tzinfo=UTC)
 
 
 def load_event(name: str) -> Any:
-    """A fixture event from tests/events/ by file name (with or without .json)."""
+    """A fixture event from tests/events/ by file name (with or without .json).
+
+    S3 object events in every envelope, and package-objects-ready events (``ready_*``).
+    """
     path = EVENTS / (name if name.endswith(".json") else name + ".json")
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -85,3 +90,10 @@ def s3_record(
 
 def jsonl(*events: Any) -> str:
     return "".join(json.dumps(e) + "\n" for e in events)
+
+
+def subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``name`` of ``parser`` (for checking its flags)."""
+    [subparsers] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    found: argparse.ArgumentParser = subparsers.choices[name]
+    return found

@@ -93,7 +93,9 @@ def test_demo_packages_every_experiment_and_keep_keeps_the_pipeline_running(
         stdin=subprocess.DEVNULL,
     )
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(demo.stdout.readline, "")))  # type: ignore[union-attr]
+    stdout = demo.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
     reader.start()
 
     def wait_for(pattern: str, timeout: float) -> None:
@@ -124,12 +126,16 @@ def test_demo_packages_every_experiment_and_keep_keeps_the_pipeline_running(
         assert "metadata: {" in out and "reads R1.fastq" in out
         assert "emulator check: EventBridge S3 keys arrive raw" in out  # moto
         # The printed `edp run` line carries every flag the demo's emitter runs with.
-        command = re.search(r"  edp run (.*)", out).group(1)  # type: ignore[union-attr]
+        run_line = re.search(r"  edp run (.*)", out)
+        assert run_line is not None, out
+        command = run_line.group(1)
         for flag in ("--threshold-count 10", "--ignore 'raw/*'", "--sns-topic-arn arn:aws:sns:"):
             assert flag in command
         assert "--eventbridge-keys-unencoded" in command and "--event-ids-unreliable" in command
         # --keep: upload a new folder as a user would, and watch its package appear.
-        endpoint = re.search(r"export AWS_ENDPOINT_URL=(\S+)", out).group(1)  # type: ignore[union-attr]
+        export_line = re.search(r"export AWS_ENDPOINT_URL=(\S+)", out)
+        assert export_line is not None, out
+        endpoint = export_line.group(1)
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,

@@ -154,6 +154,7 @@ def _run_block(block: Block, tmp_path: Path, env: dict[str, str]) -> None:
 RUNNABLE = [b for b in ALL_BLOCKS if b.runnable]
 
 
+@pytest.mark.integration  # each block runs in a bash subprocess, some with a moto server
 @pytest.mark.parametrize("block", RUNNABLE, ids=[str(b) for b in RUNNABLE])
 def test_runnable_blocks_run(block: Block, tmp_path: Path) -> None:
     if "moto" not in block.info.split():

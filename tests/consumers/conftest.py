@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import requests
-from consumer_helpers import World
 
 from consumers.testing.aws import running_moto_server
+from tests.consumers.consumer_helpers import World
 
 TOPIC_NAME = "edp-consumer-alerts"
 

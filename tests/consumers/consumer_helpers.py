@@ -1,18 +1,12 @@
-"""Helpers of the consumers tests: fixture events, and the AWS side of a test (``World``)."""
+"""The AWS side of a consumers test (``World``); fixture events load with tests.helpers.load_event."""
 
 from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-EVENTS = pathlib.Path(__file__).resolve().parent.parent / "events" / "consumers"
-
-
-def load_event(name: str) -> Any:
-    """The JSON of ``tests/events/consumers/<name>.json``."""
-    return json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -27,14 +21,14 @@ class World:
     topic_arn: str
     queue_url: str
 
-    def put(self, prefix: str, files: dict[str, bytes | str]) -> None:
+    def put(self, prefix: str, files: Mapping[str, bytes | str]) -> None:
         for name, body in files.items():
             data = body.encode() if isinstance(body, str) else body
             self.s3.put_object(Bucket=self.bucket, Key=prefix + name, Body=data)
 
     def alerts(self) -> list[dict[str, Any]]:
         """SNS notifications received so far by the topic's SQS subscription."""
-        found = []
+        found: list[dict[str, Any]] = []
         while True:
             batch = self.sqs.receive_message(
                 QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO_ROOT
 
 from deploy.build_bundles import (
     RDS_CA_BUNDLE_NAME,
@@ -22,6 +21,7 @@ from deploy.build_bundles import (
     main,
     read_ca_bundle,
 )
+from tests.deploy.deploy_support import REPO_ROOT
 
 
 def names_in(zip_path: Path) -> set[str]:
@@ -164,6 +164,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bundles")
 
 
+@pytest.mark.integration  # pip installs the dependencies into a real zip
 def test_emitter_bundle_has_the_emitter_and_psycopg_but_no_quilt3(built: Path) -> None:
     report = build_bundle(bundle_specs()["emitter"], built)
     names = names_in(report.path)

@@ -13,12 +13,20 @@ from urllib.parse import unquote
 
 import boto3
 import pytest
-from deploy_support import CODE_BUCKET, WATCHED_BUCKET, mocked_account, write_placeholder_bundles
-from helpers import load_event
 
 from deploy.stack import DeployResult, deploy, main
+from tests.deploy.deploy_support import (
+    CODE_BUCKET,
+    WATCHED_BUCKET,
+    mocked_account,
+    write_placeholder_bundles,
+)
+from tests.helpers import load_event
 
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+pytestmark = [
+    pytest.mark.integration,  # a stack deployed into moto's CloudFormation, end to end
+    pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
+]
 
 STACK = "edp-consumer-test"
 FILE_SHARE = "arn:aws:storagegateway:us-east-1:123456789012:share/share-ABCD1234"
@@ -135,7 +143,7 @@ def test_rule_on_the_edp_bus_targets_the_lambda_with_a_dead_letter_queue(stack: 
 def test_rule_selects_ready_events_of_the_watched_bucket_only(stack: Deployed) -> None:
     events, sqs = boto3.client("events"), boto3.client("sqs")
     rule_name = stack.result.outputs["RuleArn"].rsplit("/", 1)[1]
-    ready = load_event("consumers/eventbridge_ready")
+    ready = load_event("ready_eventbridge")
     other_bucket = json.loads(json.dumps(ready))
     other_bucket["detail"]["bucket"] = "someone-elses-bucket"
     s3_event = load_event("eventbridge_object_created")

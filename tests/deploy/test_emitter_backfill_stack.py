@@ -9,20 +9,24 @@ from typing import Any
 
 import boto3
 import pytest
-from deploy_support import (
+
+from deploy.stack import bundle_key, deploy_stack, upload_bundle
+from tests.deploy.deploy_support import (
     CODE_BUCKET,
     TEMPLATES_DIR,
     WATCHED_BUCKET,
     create_network,
+    inline_statements,
     load_template,
     mocked_account,
+    moto_compatible,
     write_placeholder_bundles,
 )
-from test_emitter_stack import _inline_statements, moto_compatible
 
-from deploy.stack import bundle_key, deploy_stack, upload_bundle
-
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+pytestmark = [
+    pytest.mark.integration,  # a stack deployed into moto's CloudFormation, end to end
+    pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
+]
 
 STACK = "edp-backfill"
 RULES = "s3://lab-config/edp/rules.yaml"
@@ -78,7 +82,7 @@ def test_the_backfill_lambda_runs_the_handler_with_every_setting(deployed: dict[
 
 
 def test_the_backfill_role_may_only_list_the_watched_bucket(deployed: dict[str, str]) -> None:
-    statements = _inline_statements(physical_id("BackfillRole"))
+    statements = inline_statements(physical_id("BackfillRole"))
     assert statements["ListWatchedBucket"]["Action"] == "s3:ListBucket"
     assert statements["ListWatchedBucket"]["Resource"] == f"arn:aws:s3:::{WATCHED_BUCKET}"
     assert statements["ReadRulesFile"]["Action"] == "s3:GetObject"
@@ -93,7 +97,7 @@ def test_the_backfill_role_may_only_list_the_watched_bucket(deployed: dict[str, 
     }
     assert s3_actions == {"s3:ListBucket", "s3:GetObject"}
     for role in ("StoreRole", "EmitRole"):
-        assert _inline_statements(physical_id(role))["ReadRulesFile"]["Resource"] == (
+        assert inline_statements(physical_id(role))["ReadRulesFile"]["Resource"] == (
             "arn:aws:s3:::lab-config/edp/rules.yaml"
         )
 

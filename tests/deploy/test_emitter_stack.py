@@ -3,37 +3,37 @@ carry the expected properties; S3 events for the watched bucket reach the buffer
 
 from __future__ import annotations
 
-import ast
 import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import boto3
 import pytest
-from deploy_support import (
+
+from deploy.stack import bundle_key, deploy_stack, upload_bundle
+from tests.deploy.deploy_support import (
     CODE_BUCKET,
     TEMPLATES_DIR,
     WATCHED_BUCKET,
     Network,
     create_network,
+    inline_statements,
     mocked_account,
+    moto_compatible,
     write_placeholder_bundles,
 )
-from helpers import load_event
-
-from deploy.stack import bundle_key, deploy_stack, upload_bundle
+from tests.helpers import load_event
 
 # Expected, and asserted once in test_stack_reaches_create_complete_with_its_outputs.
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+pytestmark = [
+    pytest.mark.integration,  # a stack deployed into moto's CloudFormation, end to end
+    pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
+]
 
 STACK = "edp-test"
-# moto 5 resolves `Ref` to an AWS::RDS::DBParameterGroup as an object and then fails on it, so the
-# stack deployed into moto leaves the property out; test_templates.py checks it on the template.
-MOTO_UNSUPPORTED_LINES = ("      DBParameterGroupName: !Ref DatabaseParameters\n",)
 # Types moto's CloudFormation skips (with a warning): checked on the parsed template instead.
 MOTO_SKIPPED_TYPES = {
     "AWS::SQS::QueuePolicy",
@@ -41,13 +41,6 @@ MOTO_SKIPPED_TYPES = {
     "AWS::SecretsManager::SecretTargetAttachment",
     "AWS::CloudWatch::Alarm",
 }
-
-
-def moto_compatible(template_body: str) -> str:
-    for line in MOTO_UNSUPPORTED_LINES:
-        assert line in template_body, f"template changed: update MOTO_UNSUPPORTED_LINES ({line!r})"
-        template_body = template_body.replace(line, "")
-    return template_body
 
 
 @dataclass(frozen=True)
@@ -249,27 +242,12 @@ def test_database_is_private_encrypted_postgres_in_the_subnets(stack: Deployed) 
     assert subnets == set(stack.network.subnet_ids)
 
 
-def _inline_statements(role_name: str) -> dict[str, dict[str, Any]]:
-    iam = boto3.client("iam")
-    found = {}
-    for policy_name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
-        document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
-        if isinstance(document, str):
-            # moto keeps the document a CloudFormation stack gave it as a Python repr.
-            document = ast.literal_eval(unquote(document))
-        for statement in document["Statement"]:
-            if statement is None:
-                continue  # moto keeps an `!If [.., .., !Ref AWS::NoValue]` list entry as None
-            found[statement["Sid"]] = statement
-    return found
-
-
 def test_roles_grant_each_lambda_only_its_own_resources(stack: Deployed) -> None:
     queue_arn = boto3.client("sqs").get_queue_attributes(
         QueueUrl=stack.outputs["QueueUrl"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
-    store = _inline_statements(stack.physical_id("StoreRole"))
-    emit = _inline_statements(stack.physical_id("EmitRole"))
+    store = inline_statements(stack.physical_id("StoreRole"))
+    emit = inline_statements(stack.physical_id("EmitRole"))
     assert store["ReadBufferQueue"]["Resource"] == queue_arn
     assert "ReadBufferQueue" not in emit  # the emit Lambda never touches the queue
     for statements in (store, emit):

@@ -22,11 +22,10 @@ from typing import Any
 
 import boto3
 import pytest
-from deploy_support import REPO_ROOT, write_placeholder_bundles
-from helpers import load_event
-from test_emitter_stack import moto_compatible
 
 from consumers.testing.aws import running_moto_server
+from tests.deploy.deploy_support import REPO_ROOT, moto_compatible, write_placeholder_bundles
+from tests.helpers import load_event
 
 DEPLOYING = REPO_ROOT / "docs" / "deploying.md"
 WATCHED_BUCKET = "instrument-bucket"
@@ -252,7 +251,7 @@ def _delivered_by_the_rule(events: Any, rule: str) -> dict[str, Any]:
     (target,) = events.list_targets_by_rule(Rule=rule, EventBusName="edp")["Targets"]
     events.remove_targets(Rule=rule, EventBusName="edp", Ids=[target["Id"]])
     events.put_targets(Rule=rule, EventBusName="edp", Targets=[{"Id": "probe", "Arn": probe_arn}])
-    documented = load_event("consumers/edp_documented_instrument_ready")
+    documented = load_event("ready_as_documented")
     put = events.put_events(
         Entries=[
             {

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from deploy_support import write_placeholder_bundles
 
 from deploy.stack import DeployError, bundle_key, deploy, parse_parameters
+from tests.deploy.deploy_support import write_placeholder_bundles
 
 
 def test_bundle_key_changes_with_the_content(tmp_path: Path) -> None:

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 import yaml
 from cfnlint.api import lint_file
-from deploy_support import TEMPLATE_PATHS, load_template
-from template_checks import (
+
+from deploy.build_bundles import RDS_CA_BUNDLE_NAME
+from tests.deploy.deploy_support import TEMPLATE_PATHS, load_template
+from tests.deploy.template_checks import (
     branches,
     environment_names,
     lambda_functions,
     statements,
     wildcard_grants,
 )
-
-from deploy.build_bundles import RDS_CA_BUNDLE_NAME
 
 POWERTOOLS_ENV = ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
 

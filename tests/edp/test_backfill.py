@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import eb_event, jsonl
 from moto import mock_aws
 
 from edp import cli
@@ -29,6 +28,7 @@ from edp.settings import Settings
 from edp.simulate import simulate
 from edp.store import open_store
 from edp.store.memory import MemoryStore
+from tests.helpers import eb_event, jsonl
 
 BUS = "edp-bus"
 BUCKET = "lab-bucket"
@@ -81,7 +81,7 @@ def aws() -> Iterator[dict[str, Any]]:
 
 
 def received(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     while True:
         messages = (
             aws["sqs"]

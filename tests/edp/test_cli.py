@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import eb_event, jsonl, s3_record
 
 from edp.cli import main
+from tests.helpers import eb_event, jsonl, s3_record, subcommand
 
 
 def run_cli(
@@ -290,7 +290,7 @@ def test_the_aws_hint_of_each_command_names_only_its_flags() -> None:
     for command in ("run", "redrive", "demo", "status", "simulate"):
         options = {
             option
-            for action in parser._subparsers._group_actions[0].choices[command]._actions  # type: ignore[union-attr]
+            for action in subcommand(parser, command)._actions
             for option in action.option_strings
         }
         named = set(re.findall(r"--[a-z-]+", aws_hint(command)))

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from helpers import at, eb_event
 from moto import mock_aws
 
 from edp.clock import FixedClock
@@ -22,6 +21,7 @@ from edp.publisher import Publisher
 from edp.settings import Settings
 from edp.store import BatchStore, open_store
 from edp.store.memory import MemoryStore
+from tests.helpers import at, eb_event
 
 EDP = Path(__file__).resolve().parents[2] / "edp"
 

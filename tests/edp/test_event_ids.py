@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from helpers import eb_event
+from typing import Any
 
 from edp.emitter import Emitter
 from edp.events import parse_message
 from edp.settings import Settings
 from edp.store.memory import MemoryStore
+from tests.helpers import eb_event
 
 
 def moto_like_writes() -> list[dict[str, object]]:
     """Three distinct writes, as moto reports them: same id, sequencer and version-id 'null'."""
-    same = {"sequencer": "0055AED6DCD90281E5", "version_id": "null", "event_id": "moto-id"}
+    same: dict[str, Any] = {
+        "sequencer": "0055AED6DCD90281E5",
+        "version_id": "null",
+        "event_id": "moto-id",
+    }
     return [
         eb_event("lab/run-1/a.csv", 0, **same),
         eb_event("lab/run-1/a.csv", 30, **same),

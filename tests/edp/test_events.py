@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import eb_event, load_event, s3_record
 
 from edp.errors import BadEventError
 from edp.events import MAX_KEY_BYTES, parse_message
+from tests.helpers import eb_event, load_event, s3_record
 
 INSTRUMENT_KEY = "sequencer-1/exp 42/run+1/reads R1.fastq.gz"
 

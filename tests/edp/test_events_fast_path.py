@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import load_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edp.events as events
 from edp.errors import BadEventError
+from tests.helpers import load_event
 
 text = st.one_of(
     st.sampled_from(["", "a", "exp+1/run%2B2/x y.csv", "caf\u00e9", "nul\x00", "sur\ud800", "%ZZ"]),
@@ -47,8 +47,8 @@ stamp = st.one_of(
 def outcome(message: Any, encoded: bool, *, fast: bool) -> Any:
     saved = events._eventbridge_fast, events._s3_record_fast
     if not fast:
-        events._eventbridge_fast = lambda obj, encoded: None  # type: ignore[assignment]
-        events._s3_record_fast = lambda record: None  # type: ignore[assignment]
+        events._eventbridge_fast = lambda obj, encoded: None
+        events._s3_record_fast = lambda record: None
     try:
         parsed = events.parse_message(message, eventbridge_keys_encoded=encoded)
         return [(e, e.identity()) for e in parsed.events], dict(parsed.ignored)

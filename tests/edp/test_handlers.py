@@ -13,11 +13,11 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import T0, at, load_event
 from moto import mock_aws
 
 from edp import handlers
 from edp.clock import FixedClock
+from tests.helpers import T0, at, load_event
 
 BUS = "edp-bus"
 
@@ -158,7 +158,7 @@ def emf_metrics(text: str) -> dict[str, dict[str, Any]]:
 def test_handlers_report_the_dashboard_metrics(
     aws: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from helpers import eb_event
+    from tests.helpers import eb_event
 
     event = load_event("lambda_sqs_batch")
     event["Records"][0]["body"] = json.dumps(eb_event("shallow.csv", 0, bucket="instrument-bucket"))

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from helpers import eb_event, jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +15,7 @@ from edp.emitter import Emitter
 from edp.settings import Settings
 from edp.simulate import simulate
 from edp.store import open_store
+from tests.helpers import eb_event, jsonl
 
 step = st.tuples(
     st.integers(0, 3),  # prefix
@@ -26,7 +26,7 @@ step = st.tuples(
     st.integers(0, 3),  # 1: re-deliver this event at once; 2: re-deliver one from 4 steps back, now
 )
 # A short dedupe window, so identities expire in the middle of streams (and of store chunks).
-RULES = {"threshold_count": 3, "threshold_duration": 120, "dedupe_window": 150}
+RULES: dict[str, Any] = {"threshold_count": 3, "threshold_duration": 120, "dedupe_window": 150}
 
 
 def build_stream(steps: list[tuple[int, int, str, int, int, int]]) -> list[dict[str, Any]]:

@@ -9,13 +9,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from helpers import at
 from moto import mock_aws
 
 from edp.clock import FixedClock
 from edp.core import Emission, Rules
 from edp.publisher import Publisher, publish_pending
 from edp.store.memory import MemoryStore
+from tests.helpers import at
 
 
 def emissions(n: int) -> list[Emission]:

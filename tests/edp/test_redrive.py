@@ -34,7 +34,7 @@ def queue_pair(sqs: Any, name: str) -> tuple[str, str]:
 
 
 def bodies(sqs: Any, url: str) -> list[str]:
-    found = []
+    found: list[str] = []
     while True:
         batch = sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]

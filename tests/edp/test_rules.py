@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import at, eb_event
 
 from edp.core import Emission
 from edp.emitter import Emitter
 from edp.events import parse_message
 from edp.settings import Settings
 from edp.store import open_store
+from tests.helpers import at, eb_event
 
 
 class Harness:
@@ -46,7 +46,7 @@ class Harness:
 
 @pytest.fixture(params=["memory", "sqlite"])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    stores = []
+    stores: list[Any] = []
 
     def factory(**settings: Any) -> Harness:
         url = (

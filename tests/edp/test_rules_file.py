@@ -10,7 +10,6 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import at, eb_event, jsonl
 from moto import mock_aws
 
 from edp import cli
@@ -22,6 +21,7 @@ from edp.settings import Settings
 from edp.simulate import simulate
 from edp.store import open_store
 from edp.store.memory import MemoryStore
+from tests.helpers import at, eb_event, jsonl
 
 LAB_RULES = """\
 # One bucket, three instruments.

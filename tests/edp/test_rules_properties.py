@@ -6,7 +6,6 @@ import io
 import json
 from typing import Any
 
-from helpers import eb_event, jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +14,7 @@ from edp.rules_file import parse_rules
 from edp.settings import Settings
 from edp.simulate import simulate
 from edp.store.memory import MemoryStore
+from tests.helpers import eb_event, jsonl
 
 GLOBAL: dict[str, Any] = {
     "prefix_depth": 2,

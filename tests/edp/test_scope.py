@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from helpers import at
-
 from edp.events import ObjectEvent
 from edp.scope import Scope, prefix_of
+from tests.helpers import at
 
 
 def event(key: str, bucket: str = "bkt") -> ObjectEvent:

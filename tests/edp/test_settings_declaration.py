@@ -12,6 +12,7 @@ from edp.cli import build_parser, settings_from_args
 from edp.errors import SettingsError
 from edp.settings import ENV_VARS, SETTINGS, SETTINGS_HELP, Setting, Settings
 from edp.settings_table import END, PAGE, REGENERATE, START, main, render_table, replace_table
+from tests.helpers import subcommand
 
 
 def test_the_docs_table_is_the_generated_one() -> None:
@@ -38,8 +39,9 @@ def test_the_epilog_names_every_env_var() -> None:
 @pytest.mark.parametrize("command", ["simulate", "run", "backfill"])
 def test_every_declared_flag_is_on_the_commands_that_take_settings(command: str) -> None:
     parser = build_parser()
-    sub = next(a for a in parser._subparsers._group_actions)  # type: ignore[union-attr]
-    options = {flag for action in sub.choices[command]._actions for flag in action.option_strings}
+    options = {
+        flag for action in subcommand(parser, command)._actions for flag in action.option_strings
+    }
     assert {s.flag for s in SETTINGS if s.flag} <= options
 
 

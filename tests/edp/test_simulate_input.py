@@ -8,9 +8,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import EVENTS, eb_event, jsonl
 
 import edp.simulate as sim
 import edp.store as edp_store
@@ -19,6 +19,7 @@ from edp.emitter import Emitter
 from edp.settings import Settings
 from edp.store import BatchStore, open_store
 from edp.store.sqlite import SqliteStore
+from tests.helpers import EVENTS, eb_event, jsonl
 
 
 def edp(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -27,7 +28,7 @@ def edp(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def play(source: str | bytes, url: str = "memory://", **settings: object) -> tuple[str, str, int]:
+def play(source: str | bytes, url: str = "memory://", **settings: Any) -> tuple[str, str, int]:
     store = open_store(url)
     out, err = io.StringIO(), io.StringIO()
     data = io.BytesIO(source if isinstance(source, bytes) else source.encode())

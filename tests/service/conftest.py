@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from service_processes import EdpRun
 
 from consumers.testing.aws import MotoServer, running_moto_server
+from tests.service.service_processes import EdpRun
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 
 REGION = "us-east-1"
+# boto3-stubs types boto3.client per literal service name; Pipeline.client takes any name.
+new_client: Callable[..., Any] = boto3.client
 BUS = "edp-test-bus"
 EDP_PATTERN = {"source": ["com.quiltdata.edp"], "detail-type": ["package-objects-ready"]}
 
@@ -31,7 +34,7 @@ class Pipeline:
 
     def client(self, name: str) -> Any:
         if name not in self._clients:
-            self._clients[name] = boto3.client(
+            self._clients[name] = new_client(
                 name, region_name=REGION, endpoint_url=self.endpoint_url
             )
         return self._clients[name]

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from helpers import load_event
-from service_aws import REGION, build_pipeline
-from service_processes import EdpRun
 
 from edp.core import RoutedEvent, Rules
 from edp.events import ObjectEvent
@@ -22,6 +19,9 @@ from edp.publisher import CLAIM_LEASE
 from edp.service import Service
 from edp.settings import Settings
 from edp.store import BatchStore, open_store
+from tests.helpers import load_event
+from tests.service.service_aws import REGION, build_pipeline
+from tests.service.service_processes import EdpRun
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -10,9 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import eb_event
 from moto import mock_aws
-from service_aws import Pipeline, build_pipeline
 
 from edp.clock import FixedClock
 from edp.core import Changes, RoutedEvent, Rules
@@ -20,6 +18,8 @@ from edp.errors import StoreError
 from edp.service import Service
 from edp.settings import Settings
 from edp.store.memory import MemoryStore
+from tests.helpers import eb_event
+from tests.service.service_aws import Pipeline, build_pipeline
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 

@@ -12,9 +12,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers import load_event
-from service_aws import Pipeline, build_pipeline
-from service_processes import HERE, EdpRun
+
+from tests.helpers import load_event
+from tests.service.service_aws import Pipeline, build_pipeline
+from tests.service.service_processes import HERE, EdpRun
 
 CRASHING_RUN = HERE / "crashing_edp_run.py"
 

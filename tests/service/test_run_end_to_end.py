@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_aws import Pipeline, build_pipeline
-from service_processes import EdpRun
 
 from edp.clock import whole_seconds
 from edp.store.sqlite import SqliteStore
+from tests.service.service_aws import Pipeline, build_pipeline
+from tests.service.service_processes import EdpRun
 
 BUCKET = "instrument-data"
 OTHER_BUCKET = "not-watched"

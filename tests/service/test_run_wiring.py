@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import load_event
 from moto import mock_aws
-from service_aws import REGION, Pipeline, build_pipeline
 
 from edp.cli import main
 from edp.run import DeadlineQueue
+from tests.helpers import load_event
+from tests.service.service_aws import REGION, Pipeline, build_pipeline
+
+# `edp run` end to end, on moto's SQS, EventBridge and SNS.
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import load_event
 from moto import mock_aws
-from service_aws import REGION, Pipeline, build_pipeline, connect_bus
 
 from edp.cli import main
 from edp.clock import FixedClock
@@ -24,6 +22,8 @@ from edp.settings import Settings
 from edp.store import BatchStore
 from edp.store.memory import MemoryStore
 from edp.store.sqlite import SqliteStore
+from tests.helpers import load_event
+from tests.service.service_aws import REGION, Pipeline, build_pipeline, connect_bus
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 BAD_BODY = "this is not JSON {"
@@ -253,6 +253,7 @@ def test_a_claim_left_by_a_dead_process(aws: Pipeline, store: SqliteStore, exclu
         assert [e["detail"]["batch_id"] for e in aws.published()] == [claimed.batch_id]
 
 
+@pytest.mark.integration  # `edp run` end to end
 def test_edp_run_publishes_and_stops_after_max_runtime(
     aws: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -286,6 +287,7 @@ def test_edp_run_publishes_and_stops_after_max_runtime(
     assert "stopped after" in err and "1 batch(es) published" in err
 
 
+@pytest.mark.integration  # `edp run` end to end
 def test_edp_run_with_an_unknown_queue_says_so_and_exits_1(
     aws: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -297,6 +299,7 @@ def test_edp_run_with_an_unknown_queue_says_so_and_exits_1(
     assert "Traceback" not in err
 
 
+@pytest.mark.integration  # `edp run` end to end
 def test_edp_run_warns_when_the_queue_has_no_dead_letter_queue(
     aws: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -342,6 +345,7 @@ def test_short_polling_pauses_between_empty_receives(aws: Pipeline, store: Sqlit
     assert len(receives) == 1  # not a tight loop of empty receives
 
 
+@pytest.mark.integration  # `edp run` end to end
 def test_edp_run_follows_the_rules_file(aws: Pipeline, store: SqliteStore, tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(

@@ -25,6 +25,7 @@ def load(name: str) -> ModuleType:
     return module
 
 
+@pytest.mark.integration  # runs the benchmark over every store
 def test_scaling_prints_both_tables_for_each_store(capsys: pytest.CaptureFixture[str]) -> None:
     bench = load("scaling")
     args = ["--sizes", "1000,3000", "--open", "10,200", "--stores", "memory,sqlite"]

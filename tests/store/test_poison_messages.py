@@ -40,7 +40,7 @@ from edp.store.memory import MemoryStore
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 BUCKET = "lab"
 # Thresholds no test stream reaches: nothing is published while the messages are stored.
-SETTINGS = {"threshold_count": 1000, "threshold_duration": 3600}
+SETTINGS: dict[str, Any] = {"threshold_count": 1000, "threshold_duration": 3600}
 
 
 def good_event(
@@ -128,7 +128,7 @@ class LambdaContext:
 
 def via_store_in_db(store: BatchStore, bodies: list[str]) -> set[int]:
     """The Lambda: the indexes of the messages in batchItemFailures."""
-    config = Settings(database_url="memory://", **SETTINGS)  # type: ignore[arg-type]
+    config = Settings(database_url="memory://", **SETTINGS)
     runtime = handlers.Runtime(
         config, store, Emitter(config, store), Publisher(lambda: None, "bus"), FixedClock(NOW)
     )
@@ -156,7 +156,7 @@ def via_poll_once(store: BatchStore, bodies: list[str]) -> set[int]:
                 MessageAttributes={"index": {"DataType": "Number", "StringValue": str(i)}},
             )
         service = Service(
-            Settings(database_url="memory://", **SETTINGS),  # type: ignore[arg-type]
+            Settings(database_url="memory://", **SETTINGS),
             store,
             queue_url=url,
             sqs_client=lambda: sqs,
@@ -174,7 +174,7 @@ def via_poll_once(store: BatchStore, bodies: list[str]) -> set[int]:
 def via_simulate(store: BatchStore, bodies: list[str]) -> set[int]:
     """`edp simulate`: the indexes of the lines reported as bad (exit 1 exactly when any)."""
     out, err = io.StringIO(), io.StringIO()
-    emitter = Emitter(Settings(database_url="memory://", **SETTINGS), store)  # type: ignore[arg-type]
+    emitter = Emitter(Settings(database_url="memory://", **SETTINGS), store)
     code = simulate("\n".join(bodies) + "\n", emitter, out, err)
     *lines, summary = err.getvalue().splitlines()  # the last line sums the run up
     assert summary.startswith("edp simulate: ")
@@ -233,6 +233,7 @@ def check(store: BatchStore, entry: EntryPoint, messages: list[tuple[bool, str]]
     assert set(good) <= stored_prefixes(store)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 def test_the_fault_trial_messages_each_fail_alone(store: BatchStore, entry: str) -> None:
     # Each hostile message of the trial in a receive of ten with nine good ones.

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from baking import CfnLoader, bake
+
+from tests.template.baking import CfnLoader, bake
+
+# Each test bakes the template and runs cfn-lint, ruff or pytest on the result in a subprocess.
+pytestmark = pytest.mark.integration
 
 AWKWARD_NAME = 'Ünïcode Lab\'s "Consumer"'
 AWKWARD_DESCRIPTION = (

@@ -10,10 +10,11 @@ from types import ModuleType
 
 import pytest
 import yaml
-from baking import TEMPLATE_DIR, bake
 from cookiecutter.exceptions import FailedHookException
 from hypothesis import given
 from hypothesis import strategies as st
+
+from tests.template.baking import TEMPLATE_DIR, bake
 
 HOSTILE = '"""); import os; os._exit(3)  # \\\'\'\' r"""\\'
 
@@ -95,7 +96,7 @@ def test_no_python_file_of_the_template_holds_a_jinja_block() -> None:
     assert offenders == []
 
 
-TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
+TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=60)
 
 
 @given(text=TEXT)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from baking import CfnLoader
+
+from tests.template.baking import CfnLoader
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,10 +19,14 @@ from consumers.testing import (
 )
 from edp.events import parse_message
 
-ENVELOPES = ["eventbridge", "sqs", "sns", "lambda-sqs", "lambda-sns"]
-NESTED = [("sns", "sqs"), ("sns", "lambda-sqs"), ("sqs", "sns", "lambda-sqs")]
+ENVELOPES: list[str | tuple[str, ...]] = ["eventbridge", "sqs", "sns", "lambda-sqs", "lambda-sns"]
+NESTED: list[str | tuple[str, ...]] = [
+    ("sns", "sqs"),
+    ("sns", "lambda-sqs"),
+    ("sqs", "sns", "lambda-sqs"),
+]
 KEYS = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
     min_size=1,
     max_size=40,
 ).map(lambda text: f"instrument/run-1/{text}")
@@ -111,7 +115,7 @@ def test_an_sns_subject_is_left_out_unless_given() -> None:
 
 def test_an_unknown_envelope_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="unknown envelope 'kinesis'"):
-        package_objects_ready("b-1", "a/b/", envelope="kinesis")  # type: ignore[arg-type]
+        package_objects_ready("b-1", "a/b/", envelope="kinesis")
 
 
 @pytest.mark.parametrize("shape", ["eventbridge", "s3"])

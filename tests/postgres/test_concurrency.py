@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
@@ -160,7 +161,7 @@ def test_parallel_run_equals_the_single_threaded_run(pg_url: str) -> None:
     published: list[list[str]] = [[] for _ in emitters]
     emitter_threads = run_threads(
         [
-            (lambda s=s, p=p: emitter_loop(s, clock, p, failures))
+            partial(emitter_loop, s, clock, p, failures)
             for s, p in zip(emitters, published, strict=True)
         ]
     )
@@ -179,7 +180,7 @@ def test_parallel_run_equals_the_single_threaded_run(pg_url: str) -> None:
                     failures.append(err)
 
             threads = run_threads(
-                [(lambda s=s, sh=sh: write(s, sh)) for s, sh in zip(writers, shares, strict=True)]
+                [partial(write, s, sh) for s, sh in zip(writers, shares, strict=True)]
             )
             for thread in threads:  # the barrier between rounds
                 thread.join(timeout=120)
@@ -238,11 +239,11 @@ def test_writers_sharing_prefixes_lose_and_double_nothing(pg_url: str) -> None:
     emitter_threads: list[threading.Thread] = []
     try:
         threads = run_threads(
-            [(lambda s=s, sh=sh: write(s, sh)) for s, sh in zip(writers, shares, strict=True)]
+            [partial(write, s, sh) for s, sh in zip(writers, shares, strict=True)]
         )
         emitter_threads = run_threads(
             [
-                (lambda s=s, p=p: emitter_loop(s, clock, p, failures))
+                partial(emitter_loop, s, clock, p, failures)
                 for s, p in zip(emitters, published, strict=True)
             ]
         )
@@ -260,7 +261,7 @@ def test_writers_sharing_prefixes_lose_and_double_nothing(pg_url: str) -> None:
         assert counters["duplicate"] == len(redelivered)
         emissions = check.published()
         assert sum(e.count for e in emissions) == len(originals)
-        per_prefix = Counter()
+        per_prefix: Counter[str] = Counter()
         for e in emissions:
             per_prefix[e.prefix] += e.count
         assert per_prefix == Counter(prefix for prefix, _ in files)
@@ -312,7 +313,7 @@ def test_claims_whose_lease_ran_out_are_taken_over_and_nothing_is_lost(pg_url: s
             failures.append(err)
 
     stores = [PostgresStore(pg_url) for _ in range(EMITTERS)]
-    threads = run_threads([(lambda n=n, s=s: emitter(n, s)) for n, s in enumerate(stores)])
+    threads = run_threads([partial(emitter, n, s) for n, s in enumerate(stores)])
     try:
         for thread in threads:
             thread.join(timeout=120)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import pathlib
 
 import pytest
-from consumer_helpers import load_event
 
 from consumers.errors import BadEventError
 from consumers.events import ReadyEvent, parse_ready_event, parse_ready_events
+from tests.helpers import load_event
 
 EXPECTED = ReadyEvent(
     bucket="instrument-bucket",
@@ -23,37 +22,37 @@ EXPECTED = ReadyEvent(
 )
 
 
-def test_eventbridge_event_with_extras() -> None:
-    assert parse_ready_event(load_event("eventbridge_ready")) == EXPECTED
+def test_an_eventbridge_ready_event_is_read_with_its_extras() -> None:
+    assert parse_ready_event(load_event("ready_eventbridge")) == EXPECTED
 
 
-def test_quilt_event_without_extras() -> None:
-    event = parse_ready_event(load_event("eventbridge_ready_quilt"))
+def test_quilts_three_field_ready_event_is_read_without_extras() -> None:
+    event = parse_ready_event(load_event("ready_eventbridge_quilt_example"))
     assert event == ReadyEvent(
         bucket="bucket-name", prefix="prefix-path-1/prefix-path-2/", version="0.1"
     )
     assert event.count is None and event.batch_id is None
 
 
-@pytest.mark.parametrize("name", ["sns_notification", "lambda_sns_event"])
-def test_sns_envelopes(name: str) -> None:
+@pytest.mark.parametrize("name", ["ready_sns_notification", "ready_lambda_sns"])
+def test_a_ready_event_in_either_sns_envelope_is_read(name: str) -> None:
     assert parse_ready_events(load_event(name)) == [EXPECTED]
 
 
 def test_sqs_message_body_of_an_sns_notification_as_text_and_bytes() -> None:
-    text = json.dumps(load_event("sns_notification"))
+    text = json.dumps(load_event("ready_sns_notification"))
     assert parse_ready_event(text) == EXPECTED
     assert parse_ready_event(text.encode()) == EXPECTED
 
 
-def test_boto3_received_message_and_bare_detail() -> None:
-    eventbridge = load_event("eventbridge_ready")
+def test_a_boto3_received_message_and_a_bare_detail_are_read() -> None:
+    eventbridge = load_event("ready_eventbridge")
     assert parse_ready_event({"MessageId": "1", "Body": json.dumps(eventbridge)}) == EXPECTED
     assert parse_ready_event(eventbridge["detail"]) == EXPECTED
 
 
 def test_lambda_sqs_batch_reports_the_bad_record_by_position() -> None:
-    records = load_event("sqs_lambda_event")["Records"]
+    records = load_event("ready_lambda_sqs")["Records"]
     assert parse_ready_events({"Records": records[:2]}) == [EXPECTED, EXPECTED]
     with pytest.raises(
         BadEventError, match=r"Records\[2\]\.body\.detail: missing required field 'prefix'"
@@ -109,24 +108,21 @@ def test_bad_payloads_say_what_is_wrong(payload: object, message: str) -> None:
         parse_ready_events(payload)  # type: ignore[arg-type]
 
 
-def test_wrong_detail_type_and_missing_field_fixtures() -> None:
+def test_a_wrong_detail_type_or_a_missing_prefix_is_a_bad_event() -> None:
     with pytest.raises(
         BadEventError, match="detail-type: expected 'package-objects-ready', got 'Object Created'"
     ):
-        parse_ready_event(load_event("bad_object_created"))
+        parse_ready_event(load_event("ready_with_s3_detail_type"))
     with pytest.raises(BadEventError, match="missing required field 'prefix'"):
-        parse_ready_event(load_event("bad_missing_prefix"))
-
-
-EMITTER_EVENTS = pathlib.Path(__file__).resolve().parent.parent / "events"
+        parse_ready_event(load_event("ready_without_prefix"))
 
 
 @pytest.mark.parametrize(
     "name",
-    ["s3_notification_put.json", "eventbridge_object_created.json", "s3_test_event.json"],
+    ["s3_notification_put", "eventbridge_object_created", "s3_test_event"],
 )
 def test_an_s3_object_event_sent_by_mistake_is_named_as_such(name: str) -> None:
-    event = json.loads((EMITTER_EVENTS / name).read_text(encoding="utf-8"))
+    event = load_event(name)
     with pytest.raises(
         BadEventError, match="this is an S3 object event, not package-objects-ready"
     ):
@@ -147,14 +143,14 @@ def test_json_nested_10000_deep_is_a_bad_event_not_a_recursion_error(opening: st
         parse_ready_events(in_sqs)
 
 
-def test_exactly_one_event_is_enforced() -> None:
-    records = load_event("sqs_lambda_event")["Records"][:2]
+def test_a_batch_of_two_is_refused_where_exactly_one_event_is_expected() -> None:
+    records = load_event("ready_lambda_sqs")["Records"][:2]
     with pytest.raises(BadEventError, match="exactly one"):
         parse_ready_event({"Records": records})
 
 
 def test_envelopes_nested_too_deep_are_refused() -> None:
-    payload: object = load_event("eventbridge_ready")
+    payload: object = load_event("ready_eventbridge")
     for _ in range(8):
         payload = {"Type": "Notification", "Message": json.dumps(payload)}
     with pytest.raises(BadEventError, match="nested more than"):

@@ -38,7 +38,7 @@ def expect_refresh(stubber: Stubber, arn: str) -> None:
     )
 
 
-def test_folders_of_a_prefix() -> None:
+def test_a_prefix_maps_to_its_folder_on_the_share() -> None:
     assert refresh_folders("genome-lab/exp-0042/") == FOLDERS
 
 

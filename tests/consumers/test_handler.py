@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from consumer_helpers import World, load_event
 
 from consumers.auto_package import handler
 from consumers.quilt_env import quilt_environment
+from tests.consumers.consumer_helpers import World
+from tests.helpers import load_event
 
 PREFIX = "genome-lab/exp-0042/"
 GOOD_META = {
@@ -68,20 +69,20 @@ def emf_metrics(stdout: str) -> dict[str, float]:
 def test_direct_eventbridge_invocation_pushes_and_counts(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = handler(fixture_for(world, "eventbridge_ready"), LambdaContext())
+    result = handler(fixture_for(world, "ready_eventbridge"), LambdaContext())
     [outcome] = result["outcomes"]
     assert outcome["status"] == "pushed" and outcome["package_name"] == "genome-lab/exp-0042"
     assert world.latest_top_hash("genome-lab/exp-0042") == outcome["top_hash"]
     assert emf_metrics(capsys.readouterr().out)["PackagesPushed"] == 1
 
-    again = handler(fixture_for(world, "eventbridge_ready"), LambdaContext())
+    again = handler(fixture_for(world, "ready_eventbridge"), LambdaContext())
     assert again["outcomes"][0]["status"] == "unchanged"
     assert emf_metrics(capsys.readouterr().out)["PackagesUnchanged"] == 1
 
 
 @pytest.mark.usefixtures("lambda_env")
 def test_sqs_batch_reports_only_the_failed_messages(world: World) -> None:
-    event = fixture_for(world, "sqs_lambda_event")
+    event = fixture_for(world, "ready_lambda_sqs")
     missing_bucket = json.loads(event["Records"][0]["body"])
     missing_bucket["detail"]["bucket"] = "no-such-bucket-here"
     event["Records"].append(
@@ -100,9 +101,11 @@ def test_sqs_batch_reports_only_the_failed_messages(world: World) -> None:
 
 
 @pytest.mark.usefixtures("lambda_env")
-def test_lambda_sns_event_and_quarantine(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_metadata_through_lambda_sns_is_quarantined_and_alerted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PACKAGE_METADATA", json.dumps({"Author": "EDP"}))
-    result = handler(fixture_for(world, "lambda_sns_event"), LambdaContext())
+    result = handler(fixture_for(world, "ready_lambda_sns"), LambdaContext())
     assert result["outcomes"][0]["status"] == "quarantined"
     [alert] = world.alerts()
     assert "ComputerName" in alert["Message"]
@@ -114,7 +117,7 @@ def test_missing_settings_fail_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     from consumers.errors import SettingsError
 
     with pytest.raises(SettingsError, match="QUARANTINE_BUCKET_NAME"):
-        handler(load_event("eventbridge_ready"), LambdaContext())
+        handler(load_event("ready_eventbridge"), LambdaContext())
 
 
 def test_quilt_environment_is_lambda_safe_and_keeps_explicit_values() -> None:
@@ -154,10 +157,10 @@ def test_quilt3_prints_nothing_and_each_outcome_is_one_structured_line(
     # As if quilt3 had been imported before quilt_environment(): its bars are on.
     monkeypatch.setattr(quilt3.util, "DISABLE_TQDM", False)
     monkeypatch.setattr(quilt3.data_transfer, "DISABLE_TQDM", False, raising=False)
-    handler(fixture_for(world, "eventbridge_ready"), LambdaContext())
-    handler(fixture_for(world, "eventbridge_ready"), LambdaContext())
+    handler(fixture_for(world, "ready_eventbridge"), LambdaContext())
+    handler(fixture_for(world, "ready_eventbridge"), LambdaContext())
     monkeypatch.setenv("PACKAGE_METADATA", json.dumps({"Author": "EDP"}))
-    handler(fixture_for(world, "eventbridge_ready"), LambdaContext())
+    handler(fixture_for(world, "ready_eventbridge"), LambdaContext())
 
     captured = capfd.readouterr()
     for text in ("Successfully pushed", "pushed to s3://", "Copying objects", "Hashing", "it/s"):
@@ -172,7 +175,7 @@ def test_a_rejected_prefix_redelivered_through_sqs_is_handled_every_time(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PACKAGE_METADATA", json.dumps({"Author": "EDP"}))
-    event = fixture_for(world, "sqs_lambda_event")
+    event = fixture_for(world, "ready_lambda_sqs")
     event["Records"] = event["Records"][:2]  # the two good messages: the same prefix twice
     results = [handler(event, LambdaContext()) for _ in range(3)]
     assert results == [{"batchItemFailures": []}] * 3  # 6 deliveries, no failure
@@ -185,7 +188,7 @@ def test_a_rejected_prefix_redelivered_through_sqs_is_handled_every_time(
 def test_an_sqs_batch_where_every_message_fails_reports_them_all(world: World) -> None:
     # Powertools' BatchProcessor would raise when the whole batch fails; the handler reports
     # each message instead, so the queue's redrive policy counts them one by one.
-    event = fixture_for(world, "sqs_lambda_event")
+    event = fixture_for(world, "ready_lambda_sqs")
     for index, record in enumerate(event["Records"]):
         record["messageId"] = f"bad-{index}"
         record["body"] = "not json"

@@ -45,7 +45,7 @@ def test_parse_drops_blank_lines_comments_and_carriage_returns() -> None:
         ([], set()),
     ],
 )
-def test_rules(rules: list[str], ignored: set[str]) -> None:
+def test_each_rule_ignores_exactly_the_expected_keys(rules: list[str], ignored: set[str]) -> None:
     assert {key for key in KEYS if is_ignored(key, rules)} == ignored
     assert filter_ignored(KEYS, rules) == [key for key in KEYS if key not in ignored]
 

@@ -72,7 +72,7 @@ def pieces(data: bytes, sizes: list[int]) -> list[bytes]:
     return out
 
 
-def test_names_are_quilt3s() -> None:
+def test_hash_type_names_are_quilt3s_own() -> None:
     assert (SHA256_CHUNKED, CRC64NVME) == (
         checksums.SHA256_CHUNKED_HASH_NAME,
         checksums.CRC64NVME_HASH_NAME,
@@ -169,7 +169,9 @@ def test_copy_object_only_where_one_whole_object_checksum_is_the_hash() -> None:
     assert not uses_copy_object(CRC64NVME, 5 * 1024**3 + 1)
 
 
-def test_scratch_locations() -> None:
+def test_scratch_defaults_inside_the_watched_bucket_and_says_when_it_would_feed_the_emitter() -> (
+    None
+):
     default = Scratch.parse(None)
     assert (default.bucket, default.prefix) == (None, ".quilt/edp/scratch/")
     assert not default.feeds_emitter("instrument")

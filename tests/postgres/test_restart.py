@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from pgcluster import throwaway_cluster
 
 from edp.core import Emission, RoutedEvent, Rules, emission_order
 from edp.events import ObjectEvent
 from edp.store import BatchStore, open_store
 from edp.store.postgres import PostgresStore
+from tests.pgcluster import throwaway_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

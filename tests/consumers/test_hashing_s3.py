@@ -3,7 +3,7 @@
 moto computes checksums on PutObject, CopyObject and multipart uploads, so the "own checksum"
 and "copy" paths run for real here. What moto cannot model (part lists in GetObjectAttributes,
 checksums on UploadPartCopy results) is covered with botocore's Stubber in
-test_consumer_hashing_stubbed.py.
+test_hashing.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from consumer_helpers import World
 
 from consumers.clients import Clients
 from consumers.events import ReadyEvent
@@ -23,6 +22,7 @@ from consumers.hashing import SCRATCH_PREFIX, S3Hasher, Scratch
 from consumers.listing import list_current_objects
 from consumers.pipeline import package_prefix
 from consumers.settings import HASH_CRC64NVME, HASH_SHA256_CHUNKED
+from tests.consumers.consumer_helpers import World
 
 PREFIX = "seq-lab/run-7/"
 NAME = "seq-lab/run-7"

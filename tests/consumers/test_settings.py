@@ -22,7 +22,7 @@ ENV = {
 }
 
 
-def test_from_env_minimal() -> None:
+def test_the_required_env_vars_alone_give_the_defaults() -> None:
     settings = ConsumerSettings.from_env(ENV)
     assert settings.workflow == "instrument"
     assert settings.quarantine_bucket == "quarantine-bucket"
@@ -34,7 +34,7 @@ def test_from_env_minimal() -> None:
     assert settings.date_key is None
 
 
-def test_from_env_full() -> None:
+def test_every_optional_env_var_is_read_and_normalised() -> None:
     settings = ConsumerSettings.from_env(
         {
             **ENV,
@@ -59,7 +59,7 @@ def test_empty_workflow_means_registry_default() -> None:
     assert ConsumerSettings.from_env(ENV).workflow_argument == "instrument"
 
 
-def test_env_var_lists() -> None:
+def test_the_required_env_vars_are_the_quarantine_bucket_topic_and_url() -> None:
     assert set(REQUIRED_ENV_VARS) == {"QUARANTINE_BUCKET_NAME", "SNS_TOPIC_ARN", "QUILT_URL"}
     assert set(REQUIRED_ENV_VARS) <= set(ENV_VARS)
     assert {"WORKFLOW_NAME", "REGISTRY", "FILE_SHARE_ARNS", "PACKAGE_METADATA"} <= set(ENV_VARS)
@@ -91,7 +91,7 @@ def test_invalid_env_names_the_setting(changes: dict[str, str | None], message: 
         ConsumerSettings.from_env({k: v for k, v in env.items() if v is not None})
 
 
-def test_constructor_validates_too() -> None:
+def test_settings_built_directly_are_validated_too() -> None:
     with pytest.raises(SettingsError, match="not JSON-serialisable"):
         ConsumerSettings(
             quarantine_bucket="quarantine-bucket",

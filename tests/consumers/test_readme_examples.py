@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from consumer_helpers import World
+from tests.consumers.consumer_helpers import World
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 WRITING = README.parent / "docs" / "writing-a-consumer.md"
@@ -35,7 +35,10 @@ def test_writing_your_own_consumer_runs_as_written(world: World) -> None:
             "detail": {"version": "0.1", "bucket": world.bucket, "prefix": "genome-lab/exp-0042/"},
         }
     )
-    namespace = {"message_body": message_body, "lookup_study": lambda prefix: "ABC-23-023394"}
+    namespace: dict[str, Any] = {
+        "message_body": message_body,
+        "lookup_study": lambda prefix: "ABC-23-023394",
+    }
 
     exec(readme_python_block_after("Writing your own consumer:"), namespace)
 

@@ -45,7 +45,9 @@ def test_plan_rewrites_relative_schema_urls_into_the_registry() -> None:
         ({"Extra": "kept"}, True),
     ],
 )
-def test_instrument_schema(change: dict[str, object], valid: bool) -> None:
+def test_the_instrument_schema_accepts_good_metadata_and_refuses_bad(
+    change: dict[str, object], valid: bool
+) -> None:
     schema = json.loads((WORKFLOWS / "schemas" / "instrument.json").read_text())
     meta = {**GOOD, **change}
     meta = {k: v for k, v in meta.items() if v is not None}
@@ -80,7 +82,9 @@ def test_install_writes_what_quilt3_then_loads(aws: str) -> None:
     validator.validate_metadata(GOOD)  # loads the schema from S3 and accepts good metadata
 
 
-def test_cli_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_dry_run_prints_the_targets_and_fails_on_a_missing_source(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["s3://registry-bucket", "--source", str(WORKFLOWS), "--dry-run"]) == 0
     assert "s3://registry-bucket/.quilt/workflows/config.yml" in capsys.readouterr().out
     assert main(["s3://registry-bucket", "--source", "/nonexistent", "--dry-run"]) == 1

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from consumer_helpers import World
 
 from consumers.events import ReadyEvent
 from consumers.pipeline import package_prefix
+from tests.consumers.consumer_helpers import World
 
 PREFIX = "genome-lab/exp-0042/"
 NAME = "genome-lab/exp-0042"

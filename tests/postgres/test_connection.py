@@ -15,7 +15,6 @@ import boto3
 import psycopg
 import pytest
 from moto import mock_aws
-from pgfixture import with_database
 
 from edp.core import Changes, RoutedEvent, Rules
 from edp.errors import StoreError
@@ -23,6 +22,7 @@ from edp.events import ObjectEvent
 from edp.store import open_store
 from edp.store.pg_schema import SCHEMA_VERSION
 from edp.store.postgres import PostgresStore
+from tests.pgfixture import with_database
 
 pytestmark = pytest.mark.postgres
 

@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from consumer_helpers import World
 
 from consumers.events import parse_ready_events
 from consumers.pipeline import package_prefix
+from tests.consumers.consumer_helpers import World
 
 MAX_ROUNDS = 6
 T0 = datetime(2022, 12, 8, 20, 0, 0, tzinfo=UTC)
