@@ -65,7 +65,7 @@ def test_the_readmes_library_example_runs_as_written(
             "detail": {"version": "0.1", "bucket": world.bucket, "prefix": "genome-lab/exp-0042/"},
         }
     )
-    namespace = {"message_body": message_body}
+    namespace: dict[str, Any] = {"message_body": message_body}
 
     exec(readme_python_block_after("Package a prefix from your own code", README), namespace)
 
