@@ -55,7 +55,14 @@ from edp.store.base import (
     emitted_counters,
 )
 from edp.store.pg_connection import PgConnection
-from edp.store.rows import BATCH_COLUMNS, OUTBOX_COLUMNS, batch_from_row, emission_from_row
+from edp.store.rows import (
+    BATCH_COLUMNS,
+    OUTBOX_COLUMNS,
+    batch_from_row,
+    emission_from_row,
+    pending_from_row,
+    pending_select,
+)
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
 
 SHARDS = 16  # counter and clock rows per name: writers rarely share one, readers sum 16 rows
@@ -485,29 +492,14 @@ class PostgresStore(BatchStore):
 
     def pending(self, limit: int = 100) -> list[PendingBatch]:
         def read(conn: psycopg.Connection[Any]) -> list[PendingBatch]:
-            columns = ", ".join("o." + c.strip() for c in OUTBOX_COLUMNS.split(","))
             # A store still at schema 1 (read-only status does not migrate) has no failure table.
             joined = conn.execute("SELECT to_regclass('publish_failures') IS NOT NULL").fetchone()
-            extra = (
-                "f.attempts, f.last_error, f.last_attempt_at FROM outbox o "
-                "LEFT JOIN publish_failures f ON f.batch_id = o.batch_id"
-                if joined and joined[0]
-                else "NULL, NULL, NULL FROM outbox o"
-            )
             rows = conn.execute(
-                f"SELECT {columns}, {extra} WHERE o.published_at IS NULL "  # type: ignore[arg-type]
+                f"{pending_select(bool(joined and joined[0]))} "  # type: ignore[arg-type]
                 'ORDER BY o.emitted_at, o.bucket COLLATE "C", o.prefix COLLATE "C" LIMIT %s',
                 (limit,),
             ).fetchall()
-            return [
-                PendingBatch(
-                    emission_from_row(row[:-3]),
-                    attempts=row[-3] or 0,
-                    last_error=row[-2],
-                    last_attempt_at=opt_from_micros(row[-1]),
-                )
-                for row in rows
-            ]
+            return [pending_from_row(row) for row in rows]
 
         return self._db.run(read, what="list pending batches", idempotent=True)
 

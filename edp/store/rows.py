@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edp.core import Emission, OpenBatch
+from edp.store.base import PendingBatch
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
 
 BATCH_COLUMNS = (
@@ -70,4 +71,26 @@ def emission_from_row(row: Sequence[Any]) -> Emission:
         emitted_at=from_micros(row[5]),
         first_event_time=from_micros(row[6]),
         last_event_time=from_micros(row[7]),
+    )
+
+
+def pending_select(has_failures: bool) -> str:
+    """The SELECT of a pending-batches query: the outbox's unpublished rows with their publish
+    failures, when the store has that table (one written before it existed has not)."""
+    columns = ", ".join("o." + c.strip() for c in OUTBOX_COLUMNS.split(","))
+    if has_failures:
+        return (
+            f"SELECT {columns}, f.attempts, f.last_error, f.last_attempt_at FROM outbox o "
+            "LEFT JOIN publish_failures f ON f.batch_id = o.batch_id WHERE o.published_at IS NULL"
+        )
+    return f"SELECT {columns}, NULL, NULL, NULL FROM outbox o WHERE o.published_at IS NULL"
+
+
+def pending_from_row(row: Sequence[Any]) -> PendingBatch:
+    """A row of :func:`pending_select` as a PendingBatch."""
+    return PendingBatch(
+        emission_from_row(row[:-3]),
+        attempts=row[-3] or 0,
+        last_error=row[-2],
+        last_attempt_at=opt_from_micros(row[-1]),
     )

@@ -38,6 +38,8 @@ from edp.store.rows import (
     batch_row,
     emission_from_row,
     emission_row,
+    pending_from_row,
+    pending_select,
 )
 from edp.store.timecodec import from_micros, opt_from_micros, opt_micros, to_micros
 
@@ -416,27 +418,12 @@ class SqliteStore(BatchStore):
             has_failures = self._db.execute(
                 "SELECT 1 FROM sqlite_master WHERE name='publish_failures'"
             ).fetchone()
-            extra = (
-                "f.attempts, f.last_error, f.last_attempt_at FROM outbox o "
-                "LEFT JOIN publish_failures f ON f.batch_id = o.batch_id"
-                if has_failures
-                else "NULL, NULL, NULL FROM outbox o"
-            )
-            columns = ", ".join("o." + c.strip() for c in OUTBOX_COLUMNS.split(","))
             rows = self._db.execute(
-                f"SELECT {columns}, {extra} WHERE o.published_at IS NULL "
+                f"{pending_select(bool(has_failures))} "
                 "ORDER BY o.emitted_at, o.bucket, o.prefix LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [
-            PendingBatch(
-                emission_from_row(row[:-3]),
-                attempts=row[-3] or 0,
-                last_error=row[-2],
-                last_attempt_at=opt_from_micros(row[-1]),
-            )
-            for row in rows
-        ]
+        return [pending_from_row(row) for row in rows]
 
     def record_failures(self, errors: Mapping[str, str], now: datetime) -> None:
         if not errors:
