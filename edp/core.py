@@ -230,6 +230,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
                 window_ends[batch.batch_id] = due[0] + rules.dedupe_window
                 batch = None
         identity = event.identity()
+        seen_anew = False  # seen before, but its dedupe window has ended
         if identity is not None and identity in snapshot.seen:
             expires = snapshot.seen_expiry.get(identity)
             if expires is None and window_ends:
@@ -238,6 +239,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
             if expires is None or expires > now:
                 changes.counters[DUPLICATE] += 1
                 continue
+            seen_anew = True
         seq_key = (event.bucket, event.key)
         if event.sequencer is not None:
             highest = snapshot.sequencers.get(seq_key)
@@ -289,6 +291,8 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
         if identity is not None:
             snapshot.seen.add(identity)
             changes.seen[identity] = batch.batch_id
+            if seen_anew:  # its old window's end no longer applies: it belongs to this batch now
+                snapshot.seen_expiry.pop(identity, None)
         changes.counters[ACCEPTED] += 1
         if count >= limits.threshold_count:
             _close(changes, batches, batch, now, TRIGGER_COUNT)

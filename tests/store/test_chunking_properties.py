@@ -114,12 +114,28 @@ TRIAL: list[Step] = [
 ]
 
 
+# Found by the property test: an identity seen again after its dedupe window ended joined a new
+# batch, but kept the old window's end loaded from the store, so a third delivery in the same
+# chunk was accepted again (only when the earlier batch had closed in an earlier chunk).
+SEEN_AGAIN: list[Step] = [
+    *[(0, 0, "created", 0, 0, 0)] * 3,
+    *[(0, 0, "created", 0, 0, 1)] * 3,
+    (0, 1, "created", 0, 0, 0),
+    (0, 2, "created", 0, 0, 1),
+    (0, 0, "created", 0, 0, 0),
+    (0, 0, "created", 150, 0, 2),
+    *[(0, 0, "created", 0, 0, 0)] * 3,
+    (0, 0, "created", 0, 0, 2),
+]
+
+
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @example(steps=TRIAL, cuts=[7, 14, 21])
+@example(steps=SEEN_AGAIN, cuts=[11])
 @given(
     steps=st.lists(step, min_size=1, max_size=50),
     cuts=st.lists(st.integers(0, 200), max_size=8),
