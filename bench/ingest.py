@@ -187,10 +187,14 @@ def bare_sqlite(url: str, events: Sequence[RoutedEvent], per_transaction: int) -
             [(*b[:4], int(b[4]), *b[5:]) for b in rows["batches"]],
         )
         db.executemany("INSERT OR IGNORE INTO members VALUES (?, ?)", rows["members"])
-        db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, NULL)", rows["seen"])
+        db.executemany(
+            "INSERT OR REPLACE INTO seen (identity, batch_id) VALUES (?, ?)", rows["seen"]
+        )
         db.executemany("INSERT OR REPLACE INTO sequencers VALUES (?, ?, ?, ?)", rows["sequencers"])
         db.executemany("DELETE FROM members WHERE batch_id=?", rows["closed_members"])
-        db.executemany("UPDATE seen SET expires_at=? WHERE batch_id=?", rows["expiries"])
+        db.executemany(
+            "INSERT OR REPLACE INTO closed (expires_at, batch_id) VALUES (?, ?)", rows["expiries"]
+        )
         db.executemany(
             "INSERT OR IGNORE INTO outbox (batch_id, bucket, prefix, count, trigger, "
             "emitted_at, first_event_time, last_event_time) VALUES (?,?,?,?,?,?,?,?)",

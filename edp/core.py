@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from edp.counters import ACCEPTED, DUPLICATE, STALE
@@ -149,12 +149,29 @@ def compare_sequencers(left: str, right: str) -> int:
 
 
 def make_batch_id(bucket: str, prefix: str, opened: datetime, first: ObjectEvent) -> str:
-    """A deterministic id: the same stream gives the same ids on every store and every run."""
+    """A deterministic id: the same stream gives the same ids on every store and every run.
+
+    Laid out as a UUID version 7: the first 48 bits are the batch's opening time in
+    milliseconds, the rest a digest of what opened it. Ids of batches opened about the same time
+    sort together, so the stores' indexes keyed by batch id (members, dedupe identities, outbox)
+    take new rows at one end instead of on a random page each.
+    """
     seed = "\0".join(
         (bucket, prefix, opened.isoformat(), first.key, first.kind, first.identity() or "")
     )
     digest = hashlib.sha256(seed.encode("utf-8", "surrogatepass")).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=5))
+    millis = max(0, (opened - _EPOCH) // _MILLISECOND) & _MILLIS_MASK
+    value = (millis << 80) | int.from_bytes(digest[6:16], "big")
+    value = (value & _V7_CLEAR) | _V7_SET
+    return str(uuid.UUID(int=value))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_MILLIS_MASK = (1 << 48) - 1
+# Version nibble (bits 76-79) = 7, variant bits (62-63) = 0b10, as RFC 9562 lays them out.
+_V7_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_V7_SET = (0x7 << 76) | (0x2 << 62)
 
 
 def close_batch(batch: OpenBatch, at: datetime, trigger: str) -> Emission:

@@ -17,7 +17,12 @@ from datetime import datetime, timedelta
 from edp.core import Changes, Emission, OpenBatch, RoutedEvent, Rules, Snapshot, apply_events
 from edp.counters import emitted
 
-SCHEMA_VERSION = 1
+# 2: dedupe identities carry a folder tag and batch ids are time-ordered (ObjectEvent.identity,
+# make_batch_id); stores upgraded from 1 also look up the old identities until those expire.
+SCHEMA_VERSION = 2
+# A meta row, present while identities written under schema 1 may still be stored.
+LEGACY_IDENTITIES = "legacy_identities"
+LEGACY_IDENTITY_LENGTH = 32  # hex digits of a schema-1 identity (a schema-2 one has 40)
 
 
 @dataclass
@@ -177,3 +182,13 @@ def apply_to_snapshot(
     changes = apply_events(snapshot, events, rules)
     changes.counters.update(dropped)
     return changes
+
+
+def legacy_identities(events: Sequence[RoutedEvent]) -> dict[str, str]:
+    """Each event's schema-1 identity, mapped to its identity now (events without one left out)."""
+    found: dict[str, str] = {}
+    for routed in events:
+        identity = routed.event.identity()
+        if identity is not None:
+            found[routed.event.legacy_identity() or identity] = identity
+    return found

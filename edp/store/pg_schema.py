@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from edp.errors import StoreError
+from edp.store.base import LEGACY_IDENTITIES
 
 MIGRATION_LOCK = (
     0x6564_7073_6368_656D  # pg_advisory_xact_lock key held while migrating ("edpschem")
@@ -60,7 +61,15 @@ MIGRATIONS: tuple[str, ...] = (
         last_attempt_at BIGINT NOT NULL
     );
     """,
+    # 2 -> 3: identities gained a folder tag and batch ids are time-ordered; identities stored
+    # so far are in the old form, and are looked up as well until purge finds none left.
+    """
+    INSERT INTO meta (name, value) SELECT 'legacy_identities', '1'
+        WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT (name) DO NOTHING;
+    """,
 )
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -102,3 +111,9 @@ def check_schema(conn: psycopg.Connection[Any], url: str) -> None:
 def schema_version(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
     return int(row[0]) if row else 0
+
+
+def legacy_identities(conn: psycopg.Connection[Any]) -> bool:
+    """Whether identities written before schema 3 may still be stored."""
+    row = conn.execute("SELECT 1 FROM meta WHERE name = %s", (LEGACY_IDENTITIES,)).fetchone()
+    return row is not None

@@ -48,11 +48,14 @@ from edp.core import (
 from edp.errors import StoreError
 from edp.store import pg_schema
 from edp.store.base import (
+    LEGACY_IDENTITIES,
+    LEGACY_IDENTITY_LENGTH,
     BatchStore,
     PendingBatch,
     apply_to_snapshot,
     counters_for,
     emitted_counters,
+    legacy_identities,
 )
 from edp.store.pg_connection import PgConnection
 from edp.store.rows import (
@@ -169,6 +172,7 @@ PURGE_SEEN = (
     "FOR UPDATE OF s SKIP LOCKED))"
 )
 # A closed row goes only once no identity refers to it (a skipped one keeps it for next time).
+LEGACY_LEFT = f"SELECT 1 FROM seen WHERE length(identity) = {LEGACY_IDENTITY_LENGTH} LIMIT 1"
 PURGE_CLOSED = (
     "DELETE FROM closed c WHERE c.expires_at <= %s "
     "AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.batch_id = c.batch_id)"
@@ -225,6 +229,9 @@ class PostgresStore(BatchStore):
             )
         else:
             self._db.run(pg_schema.migrate, what="migrate the schema")
+        self._legacy_identities = not read_only and self._db.run(
+            pg_schema.legacy_identities, what="read the schema", idempotent=True
+        )
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
@@ -293,6 +300,13 @@ class PostgresStore(BatchStore):
                 snapshot.seen.add(identity)
                 if expires is not None:
                     snapshot.seen_expiry[identity] = from_micros(expires)
+            if self._legacy_identities:
+                # Stored before schema 3 under the old form: still the same events.
+                legacy = legacy_identities(events)
+                for old, expires in conn.execute(LOAD_SEEN, (sorted(legacy), to_micros(now))):
+                    snapshot.seen.add(legacy[old])
+                    if expires is not None:
+                        snapshot.seen_expiry[legacy[old]] = from_micros(expires)
         return snapshot
 
     def _save(self, conn: psycopg.Connection[Any], changes: Changes, rules: Rules) -> None:
@@ -543,14 +557,23 @@ class PostgresStore(BatchStore):
         return self._db.run(read, what="read the counters", idempotent=True)
 
     def purge(self, now: datetime, window: timedelta) -> int:
+        cleared = False
+
         # SKIP LOCKED: purging never waits for (or deadlocks with) a writer using those rows.
         def work(conn: psycopg.Connection[Any]) -> int:
+            nonlocal cleared
             removed = conn.execute(PURGE_SEEN, (to_micros(now),)).rowcount
             conn.execute(PURGE_CLOSED, (to_micros(now),))
             removed += conn.execute(PURGE_SEQUENCERS, (to_micros(now - window),)).rowcount
+            cleared = self._legacy_identities and not conn.execute(LEGACY_LEFT).fetchone()
+            if cleared:
+                conn.execute("DELETE FROM meta WHERE name = %s", (LEGACY_IDENTITIES,))
             return int(removed)
 
-        return self._db.run(work, what="purge old dedupe state")
+        removed = self._db.run(work, what="purge old dedupe state")
+        if cleared:  # committed: no identity of the old form is left
+            self._legacy_identities = False
+        return removed
 
     def close(self) -> None:
         self._db.close()

@@ -24,12 +24,15 @@ from edp.core import (
 )
 from edp.errors import StoreError
 from edp.store.base import (
+    LEGACY_IDENTITIES,
+    LEGACY_IDENTITY_LENGTH,
     SCHEMA_VERSION,
     BatchStore,
     PendingBatch,
     apply_to_snapshot,
     counters_for,
     emitted_counters,
+    legacy_identities,
 )
 from edp.store.rows import (
     BATCH_COLUMNS,
@@ -75,10 +78,15 @@ CREATE TABLE IF NOT EXISTS seen (
     identity TEXT PRIMARY KEY, batch_id TEXT NOT NULL, expires_at INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_batch ON seen (batch_id);
+CREATE TABLE IF NOT EXISTS closed (
+    batch_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS closed_expires ON closed (expires_at);
 CREATE TABLE IF NOT EXISTS sequencers (
     bucket TEXT NOT NULL, key TEXT NOT NULL, sequencer TEXT NOT NULL, updated_at INTEGER NOT NULL,
     PRIMARY KEY (bucket, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sequencers_updated ON sequencers (updated_at);
 CREATE TABLE IF NOT EXISTS outbox (
     batch_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, prefix TEXT NOT NULL, count INTEGER NOT NULL,
     trigger TEXT NOT NULL, emitted_at INTEGER NOT NULL,
@@ -138,6 +146,7 @@ class SqliteStore(BatchStore):
         ``durable=False``: a throwaway file (simulate's own), commits skip the fsync."""
         self.url = url
         self._lock = threading.RLock()
+        self._legacy_identities = False
         path = path_of(url)
         if read_only:
             self._db = self._open_read_only(path)
@@ -195,6 +204,25 @@ class SqliteStore(BatchStore):
                     f"the store was written by a newer edp (schema {row[0]} > {SCHEMA_VERSION}); "
                     "upgrade edp"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                # 1 -> 2: a closed batch's dedupe expiry moves from each of its identities' rows
+                # (seen.expires_at, no longer written) to one row in `closed`.
+                db.execute(
+                    "INSERT OR REPLACE INTO closed SELECT batch_id, MAX(expires_at) FROM seen "
+                    "WHERE expires_at IS NOT NULL GROUP BY batch_id"
+                )
+                db.execute("UPDATE seen SET expires_at = NULL WHERE expires_at IS NOT NULL")
+                # Identities stored so far are in the old form; look those up as well until
+                # purge finds none left.
+                if db.execute("SELECT 1 FROM seen LIMIT 1").fetchone() is not None:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (LEGACY_IDENTITIES,))
+                db.execute(
+                    "UPDATE meta SET value=? WHERE name='schema_version'", (str(SCHEMA_VERSION),)
+                )
+            self._legacy_identities = (
+                db.execute("SELECT 1 FROM meta WHERE name=?", (LEGACY_IDENTITIES,)).fetchone()
+                is not None
+            )
 
     def schema_version(self) -> int:
         with self._lock:
@@ -267,14 +295,38 @@ class SqliteStore(BatchStore):
         identities = sorted({i for r in events if (i := r.event.identity()) is not None})
         for part in chunks(identities):
             sql = (
-                f"SELECT identity, expires_at FROM seen WHERE identity IN ({','.join('?' * len(part))}) "
-                "AND (expires_at IS NULL OR expires_at > ?)"
+                "SELECT s.identity, c.expires_at FROM seen s LEFT JOIN closed c "
+                f"ON c.batch_id = s.batch_id WHERE s.identity IN ({','.join('?' * len(part))}) "
+                "AND (c.expires_at IS NULL OR c.expires_at > ?)"
             )
             for identity, expires in db.execute(sql, [*part, to_micros(now)]):
                 snapshot.seen.add(identity)
                 if expires is not None:
                     snapshot.seen_expiry[identity] = from_micros(expires)
+        if self._legacy_identities:
+            self._load_legacy_identities(db, events, snapshot, now)
         return snapshot
+
+    def _load_legacy_identities(
+        self,
+        db: sqlite3.Connection,
+        events: Sequence[RoutedEvent],
+        snapshot: Snapshot,
+        now: datetime,
+    ) -> None:
+        """Identities stored before schema 2, found under their old form, count as seen."""
+        legacy = legacy_identities(events)
+        for part in chunks(sorted(legacy)):
+            sql = (
+                "SELECT s.identity, c.expires_at FROM seen s LEFT JOIN closed c "
+                f"ON c.batch_id = s.batch_id WHERE s.identity IN ({','.join('?' * len(part))}) "
+                "AND (c.expires_at IS NULL OR c.expires_at > ?)"
+            )
+            for old, expires in db.execute(sql, [*part, to_micros(now)]):
+                identity = legacy[old]
+                snapshot.seen.add(identity)
+                if expires is not None:
+                    snapshot.seen_expiry[identity] = from_micros(expires)
 
     def _save(self, db: sqlite3.Connection, changes: Changes, rules: Rules) -> None:
         closed_ids = {e.batch_id for e in changes.closed}
@@ -297,7 +349,8 @@ class SqliteStore(BatchStore):
             db.executemany("DELETE FROM members WHERE batch_id=? AND key=?", removed)
         if changes.seen:
             db.executemany(
-                "INSERT OR REPLACE INTO seen VALUES (?, ?, NULL)", list(changes.seen.items())
+                "INSERT OR REPLACE INTO seen (identity, batch_id) VALUES (?, ?)",
+                list(changes.seen.items()),
             )
         if changes.sequencers:
             db.executemany(
@@ -320,9 +373,10 @@ class SqliteStore(BatchStore):
             return
         window = rules.dedupe_window // timedelta(microseconds=1)
         db.executemany("DELETE FROM members WHERE batch_id=?", [(e.batch_id,) for e in closed])
+        # One row per closed batch holds its identities' dedupe expiry (they are not rewritten).
         db.executemany(
-            "UPDATE seen SET expires_at=? WHERE batch_id=?",
-            [(to_micros(e.emitted_at) + window, e.batch_id) for e in closed],
+            "INSERT OR REPLACE INTO closed VALUES (?, ?)",
+            [(e.batch_id, to_micros(e.emitted_at) + window) for e in closed],
         )
         db.executemany(
             f"INSERT OR IGNORE INTO outbox ({OUTBOX_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
@@ -475,12 +529,26 @@ class SqliteStore(BatchStore):
         with self._write() as db:
             moment = to_micros(now)
             removed = db.execute(
-                "DELETE FROM seen WHERE expires_at IS NOT NULL AND expires_at <= ?", (moment,)
+                "DELETE FROM seen WHERE batch_id IN "
+                "(SELECT batch_id FROM closed WHERE expires_at <= ?)",
+                (moment,),
             ).rowcount
+            db.execute("DELETE FROM closed WHERE expires_at <= ?", (moment,))
             removed += db.execute(
                 "DELETE FROM sequencers WHERE updated_at <= ?", (to_micros(now - window),)
             ).rowcount
-            return int(removed)
+            cleared = (
+                self._legacy_identities
+                and not db.execute(
+                    "SELECT 1 FROM seen WHERE length(identity) = ? LIMIT 1",
+                    (LEGACY_IDENTITY_LENGTH,),
+                ).fetchone()
+            )
+            if cleared:
+                db.execute("DELETE FROM meta WHERE name=?", (LEGACY_IDENTITIES,))
+        if cleared:  # committed: no identity of the old form is left
+            self._legacy_identities = False
+        return int(removed)
 
     def close(self) -> None:
         self._db.close()

@@ -79,7 +79,11 @@ def test_the_ceiling_does_the_writes_the_store_does(tmp_path: Path) -> None:
         with sqlite3.connect(tmp_path / name) as db:
             return {
                 "members": db.execute("SELECT COUNT(*) FROM members").fetchone(),
-                "seen": db.execute("SELECT COUNT(*), COUNT(expires_at) FROM seen").fetchone(),
+                "seen": db.execute(
+                    "SELECT COUNT(*), COUNT(c.expires_at) FROM seen s "
+                    "LEFT JOIN closed c ON c.batch_id = s.batch_id"
+                ).fetchone(),
+                "closed": db.execute("SELECT COUNT(*) FROM closed").fetchone(),
                 "sequencers": db.execute("SELECT COUNT(*) FROM sequencers").fetchone(),
                 "batches": db.execute("SELECT COUNT(*) FROM batches").fetchone(),
                 "outbox": db.execute("SELECT COUNT(*), SUM(count) FROM outbox").fetchone(),
@@ -88,4 +92,5 @@ def test_the_ceiling_does_the_writes_the_store_does(tmp_path: Path) -> None:
 
     stored = tables("store.sqlite")
     assert stored["outbox"] == (150, 3000) and stored["seen"] == (3000, 3000)
+    assert stored["closed"] == (150,)
     assert tables("bare.sqlite") == stored
