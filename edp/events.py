@@ -309,7 +309,7 @@ def _fast_event(
         return None
     # Every text field at once: one scan for NUL, one for non-ASCII, instead of one each per
     # field; the optional fields' total length bounds each of them (longer go the general way).
-    text = bucket + key + (etag or "") + (version or "") + (sequencer or "") + (event_id or "")
+    text = f"{bucket}{key}{etag or ''}{version or ''}{sequencer or ''}{event_id or ''}"
     if len(text) - len(bucket) - len(key) > MAX_FIELD_CHARS or "\x00" in text:
         return None
     if text.isascii():
