@@ -248,25 +248,21 @@ _ESCAPED = {a + b: chr(int(a + b, 16)) for a in _HEX_DIGITS for b in _HEX_DIGITS
 
 
 def _decode_key(key: str) -> str:
-    """``unquote_plus(key)``, the same text, in a third of its time for an ASCII key (as S3 and
-    EventBridge send them): one split on "%" and a table, instead of urllib's general decoder."""
+    """``unquote_plus(key)``, the same text, in half its time or less for an ASCII key (as S3 and
+    EventBridge send them): "%" found by ``str.partition`` and each escape read from a table,
+    instead of urllib's general decoder."""
     if not key.isascii():
         return unquote_plus(key)
-    key = key.replace("+", " ")
-    if "%" not in key:
-        return key
-    bits = key.split("%")
-    parts = [bits[0]]
-    append = parts.append
-    for bit in bits[1:]:
-        byte = _ESCAPED.get(bit[:2])
+    text, escaped, rest = key.replace("+", " ").partition("%")
+    while escaped:
+        byte = _ESCAPED.get(rest[:2])
         if byte is None:  # not an escape: urllib keeps the "%" as it is
-            append("%")
-            append(bit)
+            text += "%"
         else:
-            append(byte)
-            append(bit[2:])
-    text = "".join(parts)
+            text += byte
+            rest = rest[2:]
+        part, escaped, rest = rest.partition("%")
+        text += part
     # Every character is below 256 here: as Latin-1 they are the escaped bytes, read as UTF-8
     # with urllib's errors="replace".
     return text if text.isascii() else text.encode("latin-1").decode("utf-8", "replace")
@@ -295,6 +291,8 @@ def _fast_event(
     if len(bucket) > 255 or "/" in bucket or "\r" in bucket or "\n" in bucket:
         return None
     if decode and ("%" in key or "+" in key):
+        if len(key) > 3 * MAX_KEY_BYTES:  # "%XX" per byte at most: over the limit, decoded or not
+            return None
         key = _decode_key(key)
     size = target.get("size")
     if size is not None and (type(size) is not int or not 0 <= size <= MAX_SIZE):
