@@ -35,6 +35,8 @@ LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 # Characters no store can keep in a text column: NUL (PostgreSQL rejects it in text) and lone
 # surrogates (not encodable as UTF-8). Rejected at the edge, so every store gives the same verdict.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Instances made without their class's __init__ (Parsed, ObjectEvent), on the paths run per event.
+_new = object.__new__
 
 # S3 event types that are not object creation or deletion: accepted, counted, ignored.
 IGNORED_TYPE = "ignored-type"
@@ -238,7 +240,6 @@ def _eventbridge(obj: Mapping[str, Any], encoded: bool, where: str, into: Parsed
 
 
 # The fast path: the common case of both S3 shapes, checked and built with the least work.
-_new = object.__new__
 # Parsed event times by their text: a stream's events share their seconds (bounded: cleared when full).
 _TIMES: dict[str, datetime] = {}
 _TIMES_MAX = 4096
@@ -291,7 +292,9 @@ def _fast_event(
     if len(bucket) > 255 or "/" in bucket or "\r" in bucket or "\n" in bucket:
         return None
     if decode and ("%" in key or "+" in key):
-        if len(key) > 3 * MAX_KEY_BYTES:  # "%XX" per byte at most: over the limit, decoded or not
+        # Decoding shrinks a key threefold at most ("%XX" to one byte): this one is over the
+        # limit either way; the general path rejects it, naming the field.
+        if len(key) > 3 * MAX_KEY_BYTES:
             return None
         key = _decode_key(key)
     size = target.get("size")
