@@ -136,16 +136,19 @@ class Emitter:
         self, events: Iterable[ObjectEvent], arrived: datetime | None
     ) -> tuple[list[RoutedEvent], Counter[str]]:
         """In-scope events with their prefix; ``arrived=None`` uses each event's own time."""
-        routed = []
+        routed: list[RoutedEvent] = []
         dropped: Counter[str] = Counter()
+        prefix_for = self.scope.prefix_for
+        reliable = self.settings.event_ids_reliable
+        append = routed.append
         for event in events:
-            prefix, reason = self.scope.classify(event)
+            prefix, reason = prefix_for(event.bucket, event.key)
             if prefix is None:
                 dropped[counters.dropped(str(reason))] += 1
             else:
-                if not self.settings.event_ids_reliable:
+                if not reliable:
                     event = without_ids(event)
-                routed.append(RoutedEvent(event, prefix, arrived or event.event_time))
+                append(RoutedEvent(event, prefix, arrived or event.event_time))
         return routed, dropped
 
     # --- accepting messages ---------------------------------------------------------------

@@ -102,6 +102,7 @@ def _not_json(text: str) -> BadEventError:
 
 
 _INCOMPLETE = object()
+_DECODE = json.JSONDecoder().decode  # json.loads with its default decoder, minus the checks
 
 
 def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> Iterator[Message]:
@@ -109,6 +110,14 @@ def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> 
     source: Iterator[tuple[int, bytes]] = itertools.chain([(number, line)], rest)
     while True:
         for number, line in source:
+            # The common case first: one whole message on the line, read as json.loads reads it.
+            try:
+                value = _DECODE(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                pass  # the cases below say what it is (blank, broken, or spread over lines)
+            else:
+                yield number, value
+                continue
             if not line.strip():
                 continue
             text = _decode(number, line)
@@ -296,8 +305,7 @@ def simulate(
         summary.emissions += len(ordered)
 
     window = timedelta(seconds=emitter.settings.dedupe_window)
-    for chunk in chunks(parsed_messages(source, emitter, summary, err), window):
-        clock = max((e.event_time for p in chunk for e in p.events), default=None)
+    for chunk, clock in chunks(parsed_messages(source, emitter, summary, err), window):
         outcome, ordered = emitter.replay(chunk, until=clock)
         summary.counters.update(outcome.counters)
         emit(ordered)
@@ -313,46 +321,58 @@ def parsed_messages(
 ) -> Iterator[Parsed]:
     """The messages of ``source`` that are events (:meth:`Emitter.parse`); each one that is not
     is counted in ``summary`` and reported on ``err`` with its line number."""
+    parse = emitter.parse
     for number, message in read_messages(source):
         try:
-            if isinstance(message, BadEventError):
-                raise message
-            if isinstance(message, str):  # a JSON string, not JSON text to read again
-                raise BadEventError("message: expected a JSON object, got str")
-            yield emitter.parse(message)
+            if type(message) is not dict:
+                if isinstance(message, BadEventError):
+                    raise message
+                if isinstance(message, str):  # a JSON string, not JSON text to read again
+                    raise BadEventError("message: expected a JSON object, got str")
+            parsed = parse(message)
         except BadEventError as error:
             summary.rejected += 1
             err.write(f"line {number}: {error}\n")
+            continue
+        yield parsed
 
 
-def chunks(messages: Iterable[Parsed], window: timedelta) -> Iterator[list[Parsed]]:
-    """Messages in chunks of about CHUNK_EVENTS events, each spanning less than ``window``.
+def chunks(
+    messages: Iterable[Parsed], window: timedelta
+) -> Iterator[tuple[list[Parsed], datetime | None]]:
+    """Messages in chunks of about CHUNK_EVENTS events, each spanning less than ``window``, with
+    the latest event time of each chunk (None: no events).
 
     Within one store transaction the batches that the chunk closes keep their identities for the
     whole chunk; a chunk shorter than the dedupe window cannot outlive any of them.
     """
     pending: list[Parsed] = []
     pending_events = 0
-    chunk_start: datetime | None = None
+    chunk_end: datetime | None = None  # the chunk's first event time + window
+    latest: datetime | None = None
     for parsed in messages:
         found = parsed.events
         first: datetime | None
         last: datetime | None
         if len(found) == 1:
             first = last = found[0].event_time
+        elif found:
+            times = [e.event_time for e in found]
+            first, last = min(times), max(times)
         else:
-            first = min((e.event_time for e in found), default=None)
-            last = max((e.event_time for e in found), default=None)
-        if chunk_start is not None and last is not None and last - chunk_start >= window:
+            first = last = None
+        if chunk_end is not None and last is not None and last >= chunk_end:
             if pending:
-                yield pending
-            pending, pending_events, chunk_start = [], 0, None
-        if chunk_start is None and first is not None:
-            chunk_start = first
+                yield pending, latest
+            pending, pending_events, chunk_end, latest = [], 0, None, None
+        if chunk_end is None and first is not None:
+            chunk_end = first + window
+        if last is not None and (latest is None or last > latest):
+            latest = last
         pending.append(parsed)
-        pending_events += max(1, len(found))  # a chunk of messages without events ends too
+        pending_events += len(found) or 1  # a chunk of messages without events ends too
         if pending_events >= CHUNK_EVENTS:
-            yield pending
-            pending, pending_events, chunk_start = [], 0, None
+            yield pending, latest
+            pending, pending_events, chunk_end, latest = [], 0, None, None
     if pending:
-        yield pending
+        yield pending, latest

@@ -101,34 +101,47 @@ class MemoryStore(BatchStore):
             return changes
 
     def _load(self, events: Sequence[RoutedEvent]) -> Snapshot:
+        clock = self._clock
         now = events[0].arrived
-        if self._clock is not None and self._clock > now:
-            now = self._clock
-        snapshot = Snapshot(clock=self._clock)
+        if clock is not None and clock > now:
+            now = clock
+        snapshot = Snapshot(clock=clock)
         batches, members = snapshot.batches, snapshot.members
         sequencers, seen, seen_expiry = snapshot.sequencers, snapshot.seen, snapshot.seen_expiry
+        stored_batches, stored_members = self._batches, self._members
+        stored_sequencers, seen_open, seen_until = (
+            self._sequencers,
+            self._seen_open,
+            self._seen_until,
+        )
+        bucket: str | None = None
+        bucket_sequencers: dict[str, str] = {}
         for routed in events:
             event = routed.event
+            key = event.key
             where = (event.bucket, routed.prefix)
             batch = batches.get(where)
             if batch is None:
-                batch = self._batches.get(where)
+                batch = stored_batches.get(where)
                 if batch is not None:
                     batches[where] = batch
             if batch is not None:
-                keys = self._members.get(batch.batch_id)
-                if keys is not None and event.key in keys:
-                    members.add((batch.batch_id, event.key))
+                keys = stored_members.get(batch.batch_id)
+                if keys is not None and key in keys:
+                    members.add((batch.batch_id, key))
             if event.sequencer is not None:
-                found = self._sequencers.get(event.bucket, {}).get(event.key)
+                if event.bucket != bucket:
+                    bucket = event.bucket
+                    bucket_sequencers = stored_sequencers.get(bucket) or {}
+                found = bucket_sequencers.get(key)
                 if found is not None:
-                    sequencers[(event.bucket, event.key)] = found
+                    sequencers[(bucket, key)] = found
             identity = event.identity()
             if identity is not None:
-                if identity in self._seen_open:
+                if identity in seen_open:
                     seen.add(identity)
-                else:
-                    expires = self._seen_until.get(identity)
+                elif seen_until:
+                    expires = seen_until.get(identity)
                     if expires is not None and expires > now:
                         seen.add(identity)
                         seen_expiry[identity] = expires
@@ -143,32 +156,52 @@ class MemoryStore(BatchStore):
                 del self._batches[where]
         for batch in changes.batches.values():
             self._put_batch(batch)
+        stored_members = self._members
         for batch_id, key in changes.members_added:
             if batch_id not in closed_ids:
-                self._members.setdefault(batch_id, set()).add(key)
+                keys = stored_members.get(batch_id)
+                if keys is None:
+                    keys = stored_members[batch_id] = set()
+                keys.add(key)
         for batch_id, key in changes.members_removed:
-            keys = self._members.get(batch_id)
+            keys = stored_members.get(batch_id)
             if keys is not None:
                 keys.discard(key)
+        seen_open, seen_until, identities = self._seen_open, self._seen_until, self._identities
         for identity, batch_id in changes.seen.items():
-            self._seen_open[identity] = batch_id
-            self._seen_until.pop(identity, None)  # its old window had ended: seen anew
-            self._identities.setdefault(batch_id, []).append(identity)
+            seen_open[identity] = batch_id
+            seen_until.pop(identity, None)  # its old window had ended: seen anew
+            applied = identities.get(batch_id)
+            if applied is None:
+                applied = identities[batch_id] = []
+            applied.append(identity)
         clock = changes.clock or self._clock
         assert clock is not None  # ingest never runs without events, which set the clock
-        written: dict[str, list[str]] = {}
-        for (bucket, key), sequencer in changes.sequencers.items():
-            if bucket not in self._sequencers:
-                self._sequencers[bucket], self._sequenced_at[bucket] = {}, {}
-            self._sequencers[bucket][key] = sequencer
-            self._sequenced_at[bucket][key] = clock
-            written.setdefault(bucket, []).append(key)
-        for bucket, names in written.items():
-            self._sequencer_log.append((clock, bucket, tuple(names)))
+        if changes.sequencers:
+            self._save_sequencers(changes.sequencers, clock)
         self._record_closed(changes.closed, rules)
         self._counters.update(counters_for(changes))
         if self._clock is None or clock > self._clock:
             self._clock = clock
+
+    def _save_sequencers(self, written: Mapping[tuple[str, str], str], clock: datetime) -> None:
+        names: dict[str, list[str]] = {}
+        bucket: str | None = None
+        sequencers: dict[str, str] = {}
+        sequenced_at: dict[str, datetime] = {}
+        keys: list[str] = []
+        for (where, key), sequencer in written.items():
+            if where != bucket:
+                bucket = where
+                if bucket not in self._sequencers:
+                    self._sequencers[bucket], self._sequenced_at[bucket] = {}, {}
+                sequencers, sequenced_at = self._sequencers[bucket], self._sequenced_at[bucket]
+                keys = names.setdefault(bucket, [])
+            sequencers[key] = sequencer
+            sequenced_at[key] = clock
+            keys.append(key)
+        for bucket, bucket_keys in names.items():
+            self._sequencer_log.append((clock, bucket, tuple(bucket_keys)))
 
     def _put_batch(self, batch: OpenBatch) -> None:
         where = (batch.bucket, batch.prefix)
