@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -128,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sim.add_argument("file", nargs="?", default="-", help="input file, or - for stdin (default)")
-    _settings_flags(sim, db_help="store URL (default: a temporary SQLite file)", db_from_env=False)
+    _settings_flags(
+        sim,
+        db_help="store URL (default: memory://, the run's own, gone at exit)",
+        db_from_env=False,
+    )
     sim.set_defaults(func=cmd_simulate)
 
     run = sub.add_parser(
@@ -264,37 +267,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from edp.emitter import Emitter
-    from edp.simulate import simulate
+    from edp.simulate import DEFAULT_STORE, simulate
     from edp.store import open_store
 
-    with tempfile.TemporaryDirectory(prefix="edp-simulate-") as tmp:
-        default_db = f"sqlite:///{Path(tmp) / 'simulate.sqlite'}"
-        settings = settings_from_args(args, database_url=args.db or default_db)
-        ruleset = None
-        if settings.rules:
-            from edp.rules_file import load_rules
+    settings = settings_from_args(args, database_url=args.db or DEFAULT_STORE)
+    ruleset = None
+    if settings.rules:
+        from edp.rules_file import load_rules
 
-            # Checked before reading the input: a bad rules file is a start-up error.
-            ruleset = load_rules(settings.rules, settings)
-        with contextlib.ExitStack() as opened:
-            if args.file == "-":
-                source: IO[bytes] = sys.stdin.buffer
-            else:
-                try:
-                    source = opened.enter_context(Path(args.file).open("rb"))
-                except OSError as err:
-                    raise EdpError(f"cannot read {args.file}: {err.strerror}") from err
-            # The temporary store is deleted at exit: it needs no fsync. A store the user names
-            # (--db) keeps its durable commits.
-            store = open_store(
-                settings.database_url,
-                secret_arn=settings.database_secret_arn,
-                durable=args.db is not None,
-            )
-            opened.callback(store.close)
-            return simulate(
-                source, Emitter(settings, store, ruleset=ruleset), sys.stdout, sys.stderr
-            )
+        # Checked before reading the input: a bad rules file is a start-up error.
+        ruleset = load_rules(settings.rules, settings)
+    with contextlib.ExitStack() as opened:
+        if args.file == "-":
+            source: IO[bytes] = sys.stdin.buffer
+        else:
+            try:
+                source = opened.enter_context(Path(args.file).open("rb"))
+            except OSError as err:
+                raise EdpError(f"cannot read {args.file}: {err.strerror}") from err
+        # Without --db the store is simulate's own, in memory: nothing outlives the run, so it
+        # needs no durability. A store the user names (--db) keeps its durable commits.
+        store = open_store(
+            settings.database_url,
+            secret_arn=settings.database_secret_arn,
+            durable=args.db is not None,
+        )
+        opened.callback(store.close)
+        return simulate(source, Emitter(settings, store, ruleset=ruleset), sys.stdout, sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

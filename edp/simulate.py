@@ -26,6 +26,11 @@ from edp.events import Parsed, parse_message
 from edp.publisher import eventbridge_event
 
 CHUNK_EVENTS = 1000  # events per store transaction; chunking does not change the output
+DEFAULT_STORE = "memory://"  # without --db: the run's own store, gone when it ends
+# Dedupe state past its window is purged (as `edp run`'s sweeps do) whenever the simulated clock
+# has moved on by this fraction of the window since the last purge: the store then remembers
+# about one window of events (two at most: a chunk may span almost one), however long the stream.
+PURGES_PER_WINDOW = 8
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # "after the last event": every batch falls due
 READ_SIZE = 1 << 16  # bytes read at a time from a JSON array
 # A message pretty-printed over several lines is looked for over at most this many lines; past
@@ -304,11 +309,17 @@ def simulate(
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
         summary.emissions += len(ordered)
 
-    window = timedelta(seconds=emitter.settings.dedupe_window)
+    window = emitter.rules.dedupe_window
+    purge_every = window / PURGES_PER_WINDOW
+    next_purge: datetime | None = None
     for chunk, clock in chunks(parsed_messages(source, emitter, summary, err), window):
         outcome, ordered = emitter.replay(chunk, until=clock)
         summary.counters.update(outcome.counters)
         emit(ordered)
+        if clock is not None and (next_purge is None or clock >= next_purge):
+            if next_purge is not None:
+                emitter.store.purge(clock, window)
+            next_purge = clock + purge_every
     # After the last event, every open batch is emitted when it falls due.
     emit(emitter.replay([], until=FAR_FUTURE)[1])
     out.flush()

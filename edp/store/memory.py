@@ -383,5 +383,11 @@ class MemoryStore(BatchStore):
                         removed += 1
             return removed
 
+    def remembered(self) -> tuple[int, int]:
+        """(dedupe identities, sequencers) the store holds: what purge bounds."""
+        with self._lock:
+            identities = len(self._seen_open) + len(self._seen_until)
+            return identities, sum(len(keys) for keys in self._sequencers.values())
+
     def close(self) -> None:
         """Nothing to release."""
