@@ -327,7 +327,10 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
             work.count -= 1
         work.last_activity = now
         work.last_event_time = event.event_time
-        work.due_at = limits.due_time(work.first_activity, now)
+        if limits.max_age is None:
+            work.due_at = now + limits.threshold_duration  # due_time, inlined: once per event
+        else:
+            work.due_at = limits.due_time(work.first_activity, now)
         if identity is not None:
             seen.add(identity)
             changed_seen[identity] = work.batch_id
