@@ -271,6 +271,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
         if limits is None:
             limits = limits_of[prefix] = at(prefix)
         work = working.get(where)
+        batch: OpenBatch | None = None  # the loaded batch of the place, when it has no work yet
         if work is not None:
             if work.due_at <= now:
                 quiet = work.last_activity + limits.threshold_duration
