@@ -196,10 +196,15 @@ class Emitter:
     def ingest(self, parsed: Sequence[Parsed], arrived: datetime | None) -> IngestOutcome:
         """Route and store the events of several parsed messages in one transaction (the
         counters of the events dropped on the way included)."""
-        events = [e for p in parsed for e in p.events]
-        routed, dropped = self.route(events, arrived)
+        events: list[ObjectEvent] = []
+        ignored: list[Counter[str]] = []
         for p in parsed:
-            for reason, n in p.ignored.items():
+            events.extend(p.events)
+            if p.ignored:
+                ignored.append(p.ignored)
+        routed, dropped = self.route(events, arrived)
+        for counts in ignored:
+            for reason, n in counts.items():
                 dropped[counters.dropped(reason)] += n
         result = self.store.ingest(routed, self.rules, dropped)
         outcome = IngestOutcome(accepted=result.counters.get(counters.ACCEPTED, 0))
@@ -281,8 +286,12 @@ class Emitter:
         report = self.publish(
             publisher, clock, deadline=deadline, stop=stop, max_attempts=max_attempts
         )
-        purged = self.store.purge(now, self.rules.dedupe_window) if purge else None
+        purged = self.purge(now) if purge else None
         return SweepReport(closed, report, purged)
+
+    def purge(self, now: datetime) -> int:
+        """Forget dedupe identities and sequencers past the dedupe window at ``now``."""
+        return self.store.purge(now, self.rules.dedupe_window)
 
     def next_due(self) -> datetime | None:
         """When the next open batch falls due (None: no batch is open)."""

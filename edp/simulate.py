@@ -318,7 +318,7 @@ def simulate(
         emit(ordered)
         if clock is not None and (next_purge is None or clock >= next_purge):
             if next_purge is not None:
-                emitter.store.purge(clock, window)
+                emitter.purge(clock)
             next_purge = clock + purge_every
     # After the last event, every open batch is emitted when it falls due.
     emit(emitter.replay([], until=FAR_FUTURE)[1])
