@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="play an event stream offline and print what would be published",
         description="Play S3 events (JSON lines, a JSON array, or pretty-printed JSON objects; any "
-        "accepted shape or envelope) through the real store and print one EventBridge event per "
-        "emission. The clock is each event's own time. The input is streamed. Bad lines are "
+        "accepted shape or envelope) through the real store (its own, in memory, unless --db names "
+        "one) and print one EventBridge event per emission. The clock is each event's own time. The input is streamed. Bad lines are "
         "reported on stderr with their line number (exit 1 if any), then one summary line: "
         "events accepted, dropped by reason, duplicates, stale, emissions.",
         epilog=SETTINGS_HELP,
