@@ -111,6 +111,12 @@ class RoutedEvent:
     prefix: str
     arrived: datetime
 
+    def __init__(self, event: ObjectEvent, prefix: str, arrived: datetime) -> None:
+        # Written straight into the instance's dict: a frozen dataclass's own __init__ goes
+        # through object.__setattr__ per field, and this runs once per event.
+        fields = self.__dict__
+        fields["event"], fields["prefix"], fields["arrived"] = event, prefix, arrived
+
 
 @dataclass
 class Snapshot:
@@ -219,107 +225,185 @@ def emission_order(emission: Emission) -> tuple[datetime, str, str]:
     return (emission.emitted_at, emission.bucket, emission.prefix)
 
 
+class _Working:
+    """An open batch that the current call has changed: updated in place per event, and made an
+    (immutable) OpenBatch once, when the call ends or closes it."""
+
+    __slots__ = (
+        "batch_id",
+        "count",
+        "due_at",
+        "first_activity",
+        "first_event_time",
+        "last_activity",
+        "last_event_time",
+    )
+
+    def __init__(
+        self,
+        batch_id: str,
+        count: int,
+        first_activity: datetime,
+        first_event_time: datetime,
+    ) -> None:
+        self.batch_id = batch_id
+        self.count = count
+        self.first_activity = self.last_activity = self.due_at = first_activity
+        self.first_event_time = self.last_event_time = first_event_time
+
+
 def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
     """Apply events in order to the snapshot (which is updated in place) and return the changes."""
     changes = Changes()
     clock = snapshot.clock
     batches = snapshot.batches
     members = snapshot.members
+    seen = snapshot.seen
+    seen_expiry = snapshot.seen_expiry
+    sequencers = snapshot.sequencers
+    changed_seen = changes.seen
+    changed_sequencers = changes.sequencers
+    added, removed = changes.members_added, changes.members_removed
+    window = rules.dedupe_window
     at = rules.at
+    # The thresholds of a prefix's rule: looked up once per prefix and call, so a rule change
+    # reaches an open batch at its next event (SEMANTICS.md, "Rules per prefix").
+    limits_of: dict[str, Rules] = {}
     # Identities loaded without an expiry belong to the batch open at their place when loaded; a
     # batch closed in this call starts its identities' dedupe window at once, exactly as a store
     # does when it closes a batch between two calls: so chunk boundaries never change a result.
     loaded_owner = {where: batch.batch_id for where, batch in batches.items()}
     window_ends: dict[str, datetime] = {}  # batch_id -> end of its dedupe window
+    # The batches this call changed, by place (the others stay in ``batches`` as loaded).
+    working: dict[tuple[str, str], _Working] = {}
+    accepted = duplicates = stale = 0
     for routed in events:
         event = routed.event
-        now = routed.arrived if clock is None or routed.arrived > clock else clock
+        arrived = routed.arrived
+        now = arrived if clock is None or arrived > clock else clock
         clock = now
-        where = (event.bucket, routed.prefix)
-        batch = batches.get(where)
-        # The thresholds of the prefix's rule, looked up at every event: a rule change reaches an
-        # open batch at its next event (SEMANTICS.md, "Rules per prefix").
-        limits = at(routed.prefix)
-        if batch is not None:
-            due = limits.due(batch)
-            if due is not None and due[0] <= now:
-                _close(changes, batches, batch, due[0], due[1])
-                window_ends[batch.batch_id] = due[0] + rules.dedupe_window
-                batch = None
+        prefix = routed.prefix
+        where = (event.bucket, prefix)
+        limits = limits_of.get(prefix)
+        if limits is None:
+            limits = limits_of[prefix] = at(prefix)
+        work = working.get(where)
+        batch: OpenBatch | None = None  # the loaded batch of the place, when it has no work yet
+        if work is not None:
+            if work.due_at <= now:
+                quiet = work.last_activity + limits.threshold_duration
+                trigger = TRIGGER_DURATION if work.due_at == quiet else TRIGGER_MAX_AGE
+                _close_working(changes, batches, working, where, work, work.due_at, trigger)
+                window_ends[work.batch_id] = work.due_at + window
+                work = None
+        else:
+            batch = batches.get(where)
+            if batch is not None:
+                due = limits.due(batch)
+                if due is not None and due[0] <= now:
+                    _close(changes, batches, batch, due[0], due[1])
+                    window_ends[batch.batch_id] = due[0] + window
+                    batch = None
         identity = event.identity()
         seen_anew = False  # seen before, but its dedupe window has ended
-        if identity is not None and identity in snapshot.seen:
-            expires = snapshot.seen_expiry.get(identity)
+        if identity is not None and identity in seen:
+            expires = seen_expiry.get(identity)
             if expires is None and window_ends:
-                owner = changes.seen.get(identity) or loaded_owner.get(where)
+                owner = changed_seen.get(identity) or loaded_owner.get(where)
                 expires = window_ends.get(owner) if owner is not None else None
             if expires is None or expires > now:
-                changes.counters[DUPLICATE] += 1
+                duplicates += 1
                 continue
             seen_anew = True
-        seq_key = (event.bucket, event.key)
-        if event.sequencer is not None:
-            highest = snapshot.sequencers.get(seq_key)
-            if highest is not None and compare_sequencers(event.sequencer, highest) < 0:
-                changes.counters[STALE] += 1
+        sequencer = event.sequencer
+        if sequencer is not None:
+            seq_key = (event.bucket, event.key)
+            highest = sequencers.get(seq_key)
+            if highest is not None and compare_sequencers(sequencer, highest) < 0:
+                stale += 1
                 continue
-            snapshot.sequencers[seq_key] = event.sequencer
-            changes.sequencers[seq_key] = event.sequencer
-        if batch is None:
-            batch = OpenBatch(
-                bucket=event.bucket,
-                prefix=routed.prefix,
-                batch_id=make_batch_id(event.bucket, routed.prefix, now, event),
-                count=0,
-                changed=False,
-                first_activity=now,
-                last_activity=now,
-                first_event_time=event.event_time,
-                last_event_time=event.event_time,
-            )
-        member = (batch.batch_id, event.key)
-        count = batch.count
+            sequencers[seq_key] = sequencer
+            changed_sequencers[seq_key] = sequencer
+        if work is None:
+            if batch is None:
+                batch_id = make_batch_id(event.bucket, prefix, now, event)
+                work = _Working(batch_id, 0, now, event.event_time)
+            else:
+                work = _Working(
+                    batch.batch_id, batch.count, batch.first_activity, batch.first_event_time
+                )
+            working[where] = work
+        member = (work.batch_id, event.key)
         if event.kind == "created":
             if member not in members:
                 members.add(member)
-                changes.members_added.add(member)
-                changes.members_removed.discard(member)
-                count += 1
+                added.add(member)
+                removed.discard(member)
+                work.count += 1
         elif member in members:
             members.discard(member)
-            changes.members_removed.add(member)
-            changes.members_added.discard(member)
-            count -= 1
-        # Built directly (not dataclasses.replace): this line runs once per event.
-        batch = OpenBatch(
-            batch.bucket,
-            batch.prefix,
-            batch.batch_id,
-            count,
-            True,
-            batch.first_activity,
-            now,
-            batch.first_event_time,
-            event.event_time,
-            limits.due_time(batch.first_activity, now),
-        )
-        batches[where] = batch
-        changes.batches[where] = batch
+            removed.add(member)
+            added.discard(member)
+            work.count -= 1
+        work.last_activity = now
+        work.last_event_time = event.event_time
+        if limits.max_age is None:
+            work.due_at = now + limits.threshold_duration  # due_time, inlined: once per event
+        else:
+            work.due_at = limits.due_time(work.first_activity, now)
         if identity is not None:
-            snapshot.seen.add(identity)
-            changes.seen[identity] = batch.batch_id
+            seen.add(identity)
+            changed_seen[identity] = work.batch_id
             if seen_anew:  # its old window's end no longer applies: it belongs to this batch now
-                snapshot.seen_expiry.pop(identity, None)
-        changes.counters[ACCEPTED] += 1
-        if count >= limits.threshold_count:
-            _close(changes, batches, batch, now, TRIGGER_COUNT)
-            window_ends[batch.batch_id] = now + rules.dedupe_window
+                seen_expiry.pop(identity, None)
+        accepted += 1
+        if work.count >= limits.threshold_count:
+            _close_working(changes, batches, working, where, work, now, TRIGGER_COUNT)
+            window_ends[work.batch_id] = now + window
         elif event.kind == "created" and limits.marker_patterns and limits.is_marker(event.key):
-            _close(changes, batches, batch, now, TRIGGER_MARKER)
-            window_ends[batch.batch_id] = now + rules.dedupe_window
+            _close_working(changes, batches, working, where, work, now, TRIGGER_MARKER)
+            window_ends[work.batch_id] = now + window
+    for where, work in working.items():
+        batches[where] = changes.batches[where] = _open_batch(where, work)
+    if accepted:
+        changes.counters[ACCEPTED] += accepted
+    if duplicates:
+        changes.counters[DUPLICATE] += duplicates
+    if stale:
+        changes.counters[STALE] += stale
     snapshot.clock = clock
     changes.clock = clock
     return changes
+
+
+def _open_batch(where: tuple[str, str], work: _Working) -> OpenBatch:
+    return OpenBatch(
+        where[0],
+        where[1],
+        work.batch_id,
+        work.count,
+        True,
+        work.first_activity,
+        work.last_activity,
+        work.first_event_time,
+        work.last_event_time,
+        work.due_at,
+    )
+
+
+def _close_working(
+    changes: Changes,
+    batches: dict[tuple[str, str], OpenBatch],
+    working: dict[tuple[str, str], _Working],
+    where: tuple[str, str],
+    work: _Working,
+    at: datetime,
+    trigger: str,
+) -> None:
+    del working[where]
+    batches.pop(where, None)
+    changes.batches.pop(where, None)
+    changes.closed.append(close_batch(_open_batch(where, work), at, trigger))
 
 
 def _close(

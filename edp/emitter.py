@@ -136,16 +136,19 @@ class Emitter:
         self, events: Iterable[ObjectEvent], arrived: datetime | None
     ) -> tuple[list[RoutedEvent], Counter[str]]:
         """In-scope events with their prefix; ``arrived=None`` uses each event's own time."""
-        routed = []
+        routed: list[RoutedEvent] = []
         dropped: Counter[str] = Counter()
+        prefix_for = self.scope.prefix_for
+        reliable = self.settings.event_ids_reliable
+        append = routed.append
         for event in events:
-            prefix, reason = self.scope.classify(event)
+            prefix, reason = prefix_for(event.bucket, event.key)
             if prefix is None:
                 dropped[counters.dropped(str(reason))] += 1
             else:
-                if not self.settings.event_ids_reliable:
+                if not reliable:
                     event = without_ids(event)
-                routed.append(RoutedEvent(event, prefix, arrived or event.event_time))
+                append(RoutedEvent(event, prefix, arrived or event.event_time))
         return routed, dropped
 
     # --- accepting messages ---------------------------------------------------------------
@@ -193,10 +196,15 @@ class Emitter:
     def ingest(self, parsed: Sequence[Parsed], arrived: datetime | None) -> IngestOutcome:
         """Route and store the events of several parsed messages in one transaction (the
         counters of the events dropped on the way included)."""
-        events = [e for p in parsed for e in p.events]
-        routed, dropped = self.route(events, arrived)
+        events: list[ObjectEvent] = []
+        ignored: list[Counter[str]] = []
         for p in parsed:
-            for reason, n in p.ignored.items():
+            events.extend(p.events)
+            if p.ignored:
+                ignored.append(p.ignored)
+        routed, dropped = self.route(events, arrived)
+        for counts in ignored:
+            for reason, n in counts.items():
                 dropped[counters.dropped(reason)] += n
         result = self.store.ingest(routed, self.rules, dropped)
         outcome = IngestOutcome(accepted=result.counters.get(counters.ACCEPTED, 0))
@@ -278,8 +286,12 @@ class Emitter:
         report = self.publish(
             publisher, clock, deadline=deadline, stop=stop, max_attempts=max_attempts
         )
-        purged = self.store.purge(now, self.rules.dedupe_window) if purge else None
+        purged = self.purge(now) if purge else None
         return SweepReport(closed, report, purged)
+
+    def purge(self, now: datetime) -> int:
+        """Forget dedupe identities and sequencers past the dedupe window at ``now``."""
+        return self.store.purge(now, self.rules.dedupe_window)
 
     def next_due(self) -> datetime | None:
         """When the next open batch falls due (None: no batch is open)."""

@@ -26,6 +26,11 @@ from edp.events import Parsed, parse_message
 from edp.publisher import eventbridge_event
 
 CHUNK_EVENTS = 1000  # events per store transaction; chunking does not change the output
+DEFAULT_STORE = "memory://"  # without --db: the run's own store, gone when it ends
+# Dedupe state past its window is purged (as `edp run`'s sweeps do) whenever the simulated clock
+# has moved on by this fraction of the window since the last purge: the store then remembers
+# about one window of events (two at most: a chunk may span almost one), however long the stream.
+PURGES_PER_WINDOW = 8
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # "after the last event": every batch falls due
 READ_SIZE = 1 << 16  # bytes read at a time from a JSON array
 # A message pretty-printed over several lines is looked for over at most this many lines; past
@@ -102,6 +107,7 @@ def _not_json(text: str) -> BadEventError:
 
 
 _INCOMPLETE = object()
+_DECODE = json.JSONDecoder().decode  # json.loads with its default decoder, minus the checks
 
 
 def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> Iterator[Message]:
@@ -109,6 +115,14 @@ def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> 
     source: Iterator[tuple[int, bytes]] = itertools.chain([(number, line)], rest)
     while True:
         for number, line in source:
+            # The common case first: one whole message on the line, read as json.loads reads it.
+            try:
+                value = _DECODE(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                pass  # the cases below say what it is (blank, broken, or spread over lines)
+            else:
+                yield number, value
+                continue
             if not line.strip():
                 continue
             text = _decode(number, line)
@@ -295,12 +309,17 @@ def simulate(
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
         summary.emissions += len(ordered)
 
-    window = timedelta(seconds=emitter.settings.dedupe_window)
-    for chunk in chunks(parsed_messages(source, emitter, summary, err), window):
-        clock = max((e.event_time for p in chunk for e in p.events), default=None)
+    window = emitter.rules.dedupe_window
+    purge_every = window / PURGES_PER_WINDOW
+    next_purge: datetime | None = None
+    for chunk, clock in chunks(parsed_messages(source, emitter, summary, err), window):
         outcome, ordered = emitter.replay(chunk, until=clock)
         summary.counters.update(outcome.counters)
         emit(ordered)
+        if clock is not None and (next_purge is None or clock >= next_purge):
+            if next_purge is not None:
+                emitter.purge(clock)
+            next_purge = clock + purge_every
     # After the last event, every open batch is emitted when it falls due.
     emit(emitter.replay([], until=FAR_FUTURE)[1])
     out.flush()
@@ -313,46 +332,58 @@ def parsed_messages(
 ) -> Iterator[Parsed]:
     """The messages of ``source`` that are events (:meth:`Emitter.parse`); each one that is not
     is counted in ``summary`` and reported on ``err`` with its line number."""
+    parse = emitter.parse
     for number, message in read_messages(source):
         try:
-            if isinstance(message, BadEventError):
-                raise message
-            if isinstance(message, str):  # a JSON string, not JSON text to read again
-                raise BadEventError("message: expected a JSON object, got str")
-            yield emitter.parse(message)
+            if type(message) is not dict:
+                if isinstance(message, BadEventError):
+                    raise message
+                if isinstance(message, str):  # a JSON string, not JSON text to read again
+                    raise BadEventError("message: expected a JSON object, got str")
+            parsed = parse(message)
         except BadEventError as error:
             summary.rejected += 1
             err.write(f"line {number}: {error}\n")
+            continue
+        yield parsed
 
 
-def chunks(messages: Iterable[Parsed], window: timedelta) -> Iterator[list[Parsed]]:
-    """Messages in chunks of about CHUNK_EVENTS events, each spanning less than ``window``.
+def chunks(
+    messages: Iterable[Parsed], window: timedelta
+) -> Iterator[tuple[list[Parsed], datetime | None]]:
+    """Messages in chunks of about CHUNK_EVENTS events, each spanning less than ``window``, with
+    the latest event time of each chunk (None: no events).
 
     Within one store transaction the batches that the chunk closes keep their identities for the
     whole chunk; a chunk shorter than the dedupe window cannot outlive any of them.
     """
     pending: list[Parsed] = []
     pending_events = 0
-    chunk_start: datetime | None = None
+    chunk_end: datetime | None = None  # the chunk's first event time + window
+    latest: datetime | None = None
     for parsed in messages:
         found = parsed.events
         first: datetime | None
         last: datetime | None
         if len(found) == 1:
             first = last = found[0].event_time
+        elif found:
+            times = [e.event_time for e in found]
+            first, last = min(times), max(times)
         else:
-            first = min((e.event_time for e in found), default=None)
-            last = max((e.event_time for e in found), default=None)
-        if chunk_start is not None and last is not None and last - chunk_start >= window:
+            first = last = None
+        if chunk_end is not None and last is not None and last >= chunk_end:
             if pending:
-                yield pending
-            pending, pending_events, chunk_start = [], 0, None
-        if chunk_start is None and first is not None:
-            chunk_start = first
+                yield pending, latest
+            pending, pending_events, chunk_end, latest = [], 0, None, None
+        if chunk_end is None and first is not None:
+            chunk_end = first + window
+        if last is not None and (latest is None or last > latest):
+            latest = last
         pending.append(parsed)
-        pending_events += max(1, len(found))  # a chunk of messages without events ends too
+        pending_events += len(found) or 1  # a chunk of messages without events ends too
         if pending_events >= CHUNK_EVENTS:
-            yield pending
-            pending, pending_events, chunk_start = [], 0, None
+            yield pending, latest
+            pending, pending_events, chunk_end, latest = [], 0, None, None
     if pending:
-        yield pending
+        yield pending, latest

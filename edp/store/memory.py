@@ -72,13 +72,20 @@ class MemoryStore(BatchStore):
         # The big maps hold only strings and datetimes (no tuples, no lists), so Python's cyclic
         # garbage collector leaves them untracked: its full passes would otherwise walk every
         # entry, and a store of a million events spent a third of its time there.
+        # They are also touched as little as possible per event (one read and one write each
+        # for an identity and a sequencer): with a million entries, every access to them is a
+        # cache miss, and those misses were what made an event cost more as history grew.
         self._sequencers: dict[str, dict[str, str]] = {}  # bucket -> key -> highest sequencer
-        self._sequenced_at: dict[str, dict[str, datetime]] = {}  # bucket -> key -> its clock
+        # bucket -> key -> the clock of its last write, only for keys written more than once: a
+        # key written once was written by its only entry in the log below.
+        self._rewritten_at: dict[str, dict[str, datetime]] = {}
         # (clock, bucket, keys) per write, oldest first (the clock never goes backwards): purge
         # reads from the left until the window, instead of scanning every key.
         self._sequencer_log: deque[tuple[datetime, str, tuple[str, ...]]] = deque()
-        self._seen_open: dict[str, str] = {}  # identity -> its open batch's id
-        self._seen_until: dict[str, datetime] = {}  # identity -> end of its dedupe window
+        # identity -> the batch it was applied to, open or closed; the identity is inside the
+        # dedupe window while that batch is open or its window (below) has not ended.
+        self._seen_by: dict[str, str] = {}
+        self._window_ends: dict[str, datetime] = {}  # closed batch id -> end of its window
         self._identities: dict[str, list[str]] = {}  # open batch id -> identities applied to it
         # (window end, batch id) per closed batch, and the identities it closed: what purge drops.
         self._expiries: list[tuple[datetime, str]] = []
@@ -101,35 +108,45 @@ class MemoryStore(BatchStore):
             return changes
 
     def _load(self, events: Sequence[RoutedEvent]) -> Snapshot:
+        clock = self._clock
         now = events[0].arrived
-        if self._clock is not None and self._clock > now:
-            now = self._clock
-        snapshot = Snapshot(clock=self._clock)
+        if clock is not None and clock > now:
+            now = clock
+        snapshot = Snapshot(clock=clock)
         batches, members = snapshot.batches, snapshot.members
         sequencers, seen, seen_expiry = snapshot.sequencers, snapshot.seen, snapshot.seen_expiry
+        stored_batches, stored_members = self._batches, self._members
+        stored_sequencers, seen_by, window_ends = self._sequencers, self._seen_by, self._window_ends
+        bucket: str | None = None
+        bucket_sequencers: dict[str, str] = {}
         for routed in events:
             event = routed.event
+            key = event.key
             where = (event.bucket, routed.prefix)
             batch = batches.get(where)
             if batch is None:
-                batch = self._batches.get(where)
+                batch = stored_batches.get(where)
                 if batch is not None:
                     batches[where] = batch
             if batch is not None:
-                keys = self._members.get(batch.batch_id)
-                if keys is not None and event.key in keys:
-                    members.add((batch.batch_id, event.key))
+                keys = stored_members.get(batch.batch_id)
+                if keys is not None and key in keys:
+                    members.add((batch.batch_id, key))
             if event.sequencer is not None:
-                found = self._sequencers.get(event.bucket, {}).get(event.key)
+                if event.bucket != bucket:
+                    bucket = event.bucket
+                    bucket_sequencers = stored_sequencers.get(bucket) or {}
+                found = bucket_sequencers.get(key)
                 if found is not None:
-                    sequencers[(event.bucket, event.key)] = found
+                    sequencers[(bucket, key)] = found
             identity = event.identity()
             if identity is not None:
-                if identity in self._seen_open:
-                    seen.add(identity)
-                else:
-                    expires = self._seen_until.get(identity)
-                    if expires is not None and expires > now:
+                owner = seen_by.get(identity)
+                if owner is not None:
+                    expires = window_ends.get(owner)
+                    if expires is None:  # its batch is open
+                        seen.add(identity)
+                    elif expires > now:
                         seen.add(identity)
                         seen_expiry[identity] = expires
         return snapshot
@@ -143,32 +160,53 @@ class MemoryStore(BatchStore):
                 del self._batches[where]
         for batch in changes.batches.values():
             self._put_batch(batch)
+        stored_members = self._members
         for batch_id, key in changes.members_added:
             if batch_id not in closed_ids:
-                self._members.setdefault(batch_id, set()).add(key)
+                keys = stored_members.get(batch_id)
+                if keys is None:
+                    keys = stored_members[batch_id] = set()
+                keys.add(key)
         for batch_id, key in changes.members_removed:
-            keys = self._members.get(batch_id)
+            keys = stored_members.get(batch_id)
             if keys is not None:
                 keys.discard(key)
+        seen_by, identities = self._seen_by, self._identities
         for identity, batch_id in changes.seen.items():
-            self._seen_open[identity] = batch_id
-            self._seen_until.pop(identity, None)  # its old window had ended: seen anew
-            self._identities.setdefault(batch_id, []).append(identity)
+            seen_by[identity] = batch_id  # if it was seen before, its window had ended
+            applied = identities.get(batch_id)
+            if applied is None:
+                applied = identities[batch_id] = []
+            applied.append(identity)
         clock = changes.clock or self._clock
         assert clock is not None  # ingest never runs without events, which set the clock
-        written: dict[str, list[str]] = {}
-        for (bucket, key), sequencer in changes.sequencers.items():
-            if bucket not in self._sequencers:
-                self._sequencers[bucket], self._sequenced_at[bucket] = {}, {}
-            self._sequencers[bucket][key] = sequencer
-            self._sequenced_at[bucket][key] = clock
-            written.setdefault(bucket, []).append(key)
-        for bucket, names in written.items():
-            self._sequencer_log.append((clock, bucket, tuple(names)))
+        if changes.sequencers:
+            self._save_sequencers(changes.sequencers, clock)
         self._record_closed(changes.closed, rules)
         self._counters.update(counters_for(changes))
         if self._clock is None or clock > self._clock:
             self._clock = clock
+
+    def _save_sequencers(self, written: Mapping[tuple[str, str], str], clock: datetime) -> None:
+        names: dict[str, list[str]] = {}
+        bucket: str | None = None
+        sequencers: dict[str, str] = {}
+        rewritten_at: dict[str, datetime] = {}
+        keys: list[str] = []
+        for (where, key), sequencer in written.items():
+            if where != bucket:
+                bucket = where
+                if bucket not in self._sequencers:
+                    self._sequencers[bucket], self._rewritten_at[bucket] = {}, {}
+                sequencers, rewritten_at = self._sequencers[bucket], self._rewritten_at[bucket]
+                keys = names.setdefault(bucket, [])
+            size = len(sequencers)
+            sequencers[key] = sequencer
+            if len(sequencers) == size:  # the key was there: written again
+                rewritten_at[key] = clock
+            keys.append(key)
+        for bucket, bucket_keys in names.items():
+            self._sequencer_log.append((clock, bucket, tuple(bucket_keys)))
 
     def _put_batch(self, batch: OpenBatch) -> None:
         where = (batch.bucket, batch.prefix)
@@ -187,15 +225,12 @@ class MemoryStore(BatchStore):
     def _record_closed(self, closed: Sequence[Emission], rules: Rules) -> None:
         for emission in closed:
             self._members.pop(emission.batch_id, None)
-            expires = emission.emitted_at + rules.dedupe_window
-            ended: list[str] = []
-            for identity in self._identities.pop(emission.batch_id, ()):
-                if self._seen_open.get(identity) == emission.batch_id:
-                    del self._seen_open[identity]
-                    self._seen_until[identity] = expires
-                    ended.append(identity)
-            if ended:
-                self._closed_identities[emission.batch_id] = tuple(ended)
+            applied = self._identities.pop(emission.batch_id, None)
+            if applied:
+                # Its identities' window starts: one entry for the batch, none per identity.
+                expires = emission.emitted_at + rules.dedupe_window
+                self._window_ends[emission.batch_id] = expires
+                self._closed_identities[emission.batch_id] = tuple(applied)
                 heapq.heappush(self._expiries, (expires, emission.batch_id))
             if emission.batch_id not in self._pending and emission.batch_id not in self._published:
                 self._pending[emission.batch_id] = _Outboxed(emission)
@@ -333,22 +368,33 @@ class MemoryStore(BatchStore):
         with self._lock:
             removed = 0
             heap = self._expiries
+            seen_by = self._seen_by
             while heap and heap[0][0] <= now:
-                expires, batch_id = heapq.heappop(heap)
+                _, batch_id = heapq.heappop(heap)
+                del self._window_ends[batch_id]
                 for identity in self._closed_identities.pop(batch_id, ()):
-                    if self._seen_until.get(identity) == expires:
-                        del self._seen_until[identity]
+                    if seen_by.get(identity) == batch_id:  # not seen anew since
+                        del seen_by[identity]
                         removed += 1
             cutoff = now - window
             log = self._sequencer_log
             while log and log[0][0] <= cutoff:
                 written, bucket, keys = log.popleft()
-                sequencers, sequenced_at = self._sequencers[bucket], self._sequenced_at[bucket]
+                sequencers, rewritten_at = self._sequencers[bucket], self._rewritten_at[bucket]
                 for key in keys:
-                    if sequenced_at.get(key) == written:  # not written again since
-                        del sequencers[key], sequenced_at[key]
+                    last = rewritten_at.get(key)
+                    if last is None:  # written once, by this entry (if not purged already)
+                        if sequencers.pop(key, None) is not None:
+                            removed += 1
+                    elif last == written:  # not written again since
+                        del sequencers[key], rewritten_at[key]
                         removed += 1
             return removed
+
+    def remembered(self) -> tuple[int, int]:
+        """(dedupe identities, sequencers) the store holds: what purge bounds."""
+        with self._lock:
+            return len(self._seen_by), sum(len(keys) for keys in self._sequencers.values())
 
     def close(self) -> None:
         """Nothing to release."""

@@ -1,5 +1,5 @@
 """`edp simulate`'s input and bookkeeping: every input shape streamed, the summary line on stderr,
-non-UTF-8 bytes reported per line, one store transaction per chunk, no fsync for its own store."""
+non-UTF-8 bytes reported per line, one store transaction per chunk, its own store in memory and purged as the window moves on."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from edp.cli import main
 from edp.emitter import Emitter
 from edp.settings import Settings
 from edp.store import BatchStore, open_store
+from edp.store.memory import MemoryStore
 from edp.store.sqlite import SqliteStore
 from tests.helpers import EVENTS, eb_event, jsonl
 
@@ -128,7 +129,7 @@ def test_one_store_transaction_per_chunk_not_per_emission_time(tmp_path: Path) -
     assert len(commits) == 2  # one chunk, then "after the last event"
 
 
-def test_only_simulates_own_temporary_store_skips_the_fsync(
+def test_simulates_own_store_is_in_memory_and_a_named_one_keeps_its_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def synchronous(store: SqliteStore) -> int:
@@ -140,13 +141,15 @@ def test_only_simulates_own_temporary_store_skips_the_fsync(
     assert (synchronous(durable), synchronous(throwaway)) == (2, 0)  # FULL, OFF
     durable.close()
     throwaway.close()
-    opened: dict[str, int] = {}
+    opened: dict[str, object] = {}
     real_open = edp_store.open_store
 
     def recording_open(url: str, **kwargs: object) -> BatchStore:
         store = real_open(url, **kwargs)  # type: ignore[arg-type]
-        assert isinstance(store, SqliteStore)
-        opened["user" if url.endswith("mine.db") else "own"] = synchronous(store)
+        if isinstance(store, SqliteStore):
+            opened[url.rsplit("/", 1)[-1]] = synchronous(store)
+        else:
+            opened[url] = type(store).__name__
         return store
 
     monkeypatch.setattr(edp_store, "open_store", recording_open)
@@ -154,4 +157,19 @@ def test_only_simulates_own_temporary_store_skips_the_fsync(
     source.write_text(jsonl(eb_event("a/b/1.csv", 0)))
     assert main(["simulate", str(source)]) == 0
     assert main(["simulate", str(source), "--db", f"sqlite:///{tmp_path}/mine.db"]) == 0
-    assert opened == {"own": 0, "user": 2}  # a --db the user names keeps its durable commits
+    # Its own store leaves nothing behind; a --db the user names keeps its durable commits.
+    assert opened == {"memory://": "MemoryStore", "mine.db": 2}
+
+
+def test_a_long_stream_keeps_only_the_dedupe_windows_identities() -> None:
+    # 20,000 files, one a second, each its own identity and sequencer, with a 10-minute window:
+    # without purging, the store would remember all 20,000 of each.
+    events = [eb_event(f"p{i // 50}/x/{i}.csv", i, sequencer=f"{i + 1:08X}") for i in range(20_000)]
+    store = MemoryStore()
+    out, err = io.StringIO(), io.StringIO()
+    settings = Settings(database_url="memory://", dedupe_window=600, threshold_duration=60)
+    assert sim.simulate(jsonl(*events), Emitter(settings, store), out, err) == 0
+    assert out.getvalue().count("\n") == 1200  # per prefix: 20, 20, then the last 10
+    identities, sequencers = store.remembered()
+    # About a window of events (600), two at most (a chunk may span up to one), not 20,000.
+    assert 0 < identities <= 1200 and 0 < sequencers <= 1200

@@ -1,4 +1,5 @@
-"""`edp simulate --db postgresql://...` prints byte for byte what the SQLite run prints.
+"""`edp simulate --db postgresql://...` prints byte for byte what the SQLite run and simulate's
+own store (memory) print.
 
 The scenario streams are generated here in the real AWS shapes (EventBridge S3 events, S3
 notifications, inside SQS and SNS envelopes), with re-deliveries, deletes, out-of-order
@@ -143,7 +144,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_simulate_prints_the_same_on_sqlite_and_postgresql(
+def test_simulate_prints_the_same_on_its_own_store_sqlite_and_postgresql(
     name: str, pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make, flags = SCENARIOS[name]
@@ -151,11 +152,16 @@ def test_simulate_prints_the_same_on_sqlite_and_postgresql(
     stream.write_text("\n".join(make()) + "\n", encoding="utf-8")
 
     outputs = {}
-    for label, url in (("sqlite", f"sqlite:///{tmp_path}/sim.sqlite"), ("postgres", pg_url)):
-        status = main(["simulate", str(stream), "--db", url, *flags])
+    stores = {
+        "own": [],  # simulate's own store (memory://)
+        "sqlite": ["--db", f"sqlite:///{tmp_path}/sim.sqlite"],
+        "postgres": ["--db", pg_url],
+    }
+    for label, db in stores.items():
+        status = main(["simulate", str(stream), *db, *flags])
         captured = capsys.readouterr()
         outputs[label] = (status, captured.out.encode("utf-8"), captured.err.encode("utf-8"))
-    assert outputs["postgres"] == outputs["sqlite"]
+    assert outputs["postgres"] == outputs["sqlite"] == outputs["own"]
     status, out, err = outputs["sqlite"]
     assert status == 1 and b"unknown event shape" in err  # the bad lines were reported
     assert out.count(b"\n") > 50, "the scenario emitted too little to compare"
