@@ -107,6 +107,11 @@ class ObjectEvent:
         return None
 
 
+# An identity's first IDENTITY_TAG characters name the object's folder (see identity()): stores
+# may group identities by them, since one folder's files arrive together.
+IDENTITY_TAG = 8
+
+
 def _digest(text: str) -> str:
     # A fixed-size digest keeps the store's dedupe index small whatever the key's length.
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
