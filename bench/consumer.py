@@ -1,20 +1,24 @@
-"""Benchmark of the reference consumer against bare quilt3, on a moto server in this process.
+"""Benchmark of the reference consumer against bare quilt3, on a moto server.
 
 Prints the time to package an N-file prefix with ``consumers.pipeline.package_prefix`` next to a
 bare ``quilt3.Package().set_dir(...).push(...)`` of an identical prefix (same run, same server,
 same workflow), then the time of a redelivered event for both (ours skips without re-hashing;
-quilt3's ``dedupe`` hashes every object again before it compares).
+quilt3's ``dedupe`` hashes every object again before it compares). moto runs in this process.
 
     python bench/consumer.py [--files 1000] [--size 1024] [--rounds 1] [--hashing-mode read-bytes]
 
 ``--large`` packages few large objects instead (default 16 x 64 MiB, uploaded with S3's
-CRC64NVME checksum) three ways in one bucket: bare quilt3, the consumer with its defaults
-(sha2-256-chunked: S3 computes every hash on scratch copies) and the consumer with
-``hash_type=CRC64NVME`` (the objects' own checksums). It prints wall times and the bytes of the
-prefix every client read with GetObject (the consumer's target: 0), and checks each package
-with quilt3 against the bytes.
+CRC64NVME checksum; ``--uploads`` adds buckets written with the SDK's default CRC32 or with no
+checksum) three ways per bucket: the consumer with its defaults (sha2-256-chunked: S3 computes
+every hash on scratch copies), bare quilt3, and the consumer with ``hash_type=CRC64NVME``. moto
+runs in a process of its own (``--server thread``: in this one). For each side it prints wall
+time, the time in ListObjectVersions, the CPU seconds of this process and of moto's, the bytes of
+the prefix read with GetObject (the consumer's target: 0) and every S3 request by operation (all
+clients: the consumer's and quilt3's), and checks each package with quilt3 against the bytes.
 
-    python bench/consumer.py --large [--files 16] [--mib 64]
+    python bench/consumer.py --large [--files 16] [--mib 64] [--server process|thread]
+        [--uploads crc64nvme sdk-default none] [--sides sha bare crc] [--concurrency 32]
+        [--py-spy DIR] [--moto-memory]
 """
 
 from __future__ import annotations
