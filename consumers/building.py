@@ -41,16 +41,48 @@ _NOT_CHECKED: Any = object()
 
 
 class CheckedPackage(quilt3.Package):
-    """A ``quilt3.Package`` whose workflow check can be done once, before ``push``.
+    """A ``quilt3.Package`` whose workflow check can be done once, before ``push``, and whose
+    ``push`` skips what quilt3 does only to print.
 
     ``push`` validates against the registry's workflow (loading its config and schemas) every
     time. The consumer validates first, to tell workflow rejections from other failures and to
     predict the top hash; setting :attr:`checked_workflow` to the result of that check (quilt3's
     ``workflows.validate``: the workflow record, or ``None`` for none) makes ``push`` use it
-    instead of checking again. Left unset, ``push`` behaves exactly like quilt3's.
+    instead of checking again. Left unset, ``push`` validates as quilt3's does.
+
+    quilt3's public ``push`` always prints "Package name@short-hash pushed", and to shorten the
+    top hash it lists ``.quilt/packages/``: every manifest of every package in the registry, a
+    listing that grows with each revision pushed. The consumer discards quilt3's output
+    (:func:`consumers.quilt_env.quilt_stdout_captured`), so its ``push`` is quilt3's ``_push``
+    with ``print_info=False``: the same manifest, the same copies, no listing.
     """
 
     checked_workflow: Any = _NOT_CHECKED
+
+    def push(
+        self,
+        name: str,
+        registry: str | None = None,
+        dest: Any = None,
+        message: str | None = None,
+        selector_fn: Any = None,
+        *,
+        workflow: Any = ...,
+        force: bool = False,
+        dedupe: bool = False,
+    ) -> quilt3.Package:
+        pushed: quilt3.Package = self._push(
+            name,
+            registry,
+            dest,
+            message,
+            selector_fn,
+            workflow=workflow,
+            print_info=False,
+            force=force,
+            dedupe=dedupe,
+        )
+        return pushed
 
     def _validate_with_workflow(
         self, *, registry: Any, workflow: Any, name: str, message: Any

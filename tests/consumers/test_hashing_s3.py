@@ -190,6 +190,8 @@ def test_mixed_prefix_is_packaged_without_reading_a_byte_and_verifies_with_quilt
 
     assert outcome.status == "pushed"
     assert s3.bytes_read_under(world.bucket, PREFIX) == 0
+    # One listing serves the package, the reuse from the latest revision and the hashing.
+    assert s3.calls["ListObjectVersions"] == 1 and s3.calls["ListObjectsV2"] == 0
     counts = hash_log(caplog)
     assert counts["objects_read"] == 0 and counts["bytes_read"] == 0
     assert counts["hashes_of_empty_objects"] == 1
@@ -251,6 +253,7 @@ def test_redelivery_reuses_hashes_and_copies_nothing(
         call: again.calls[call] for call in (*COPY_CALLS, "GetObjectAttributes")
     } == dict.fromkeys((*COPY_CALLS, "GetObjectAttributes"), 0)
     assert again.bytes_read_under(world.bucket, PREFIX) == 0
+    assert again.calls["ListObjectVersions"] == 1 and again.calls["ListObjectsV2"] == 0
     assert len(world.revisions(NAME)) == 1
 
 

@@ -530,3 +530,30 @@ def test_file_gateway_refresh_names_the_registrys_copy_when_files_are_copied(
     assert outcome.status == "pushed" and world.alerts() == []
     listed = world.s3.list_objects_v2(Bucket=registry, Prefix="lab/exp-0042/")["Contents"]
     assert "lab/exp-0042/run.log" in {item["Key"] for item in listed}  # what the share shows
+
+
+def test_pushes_skip_quilt3s_listing_of_every_manifest_for_its_message(
+    world: World, make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quilt3's public push lists .quilt/packages/ (all of the registry's manifests) to print a
+    short hash the consumer throws away: neither the registry push nor the quarantine's makes it."""
+    from quilt3.backends.base import PackageRegistryV1, PackageRegistryV2
+
+    def listed_every_manifest(self: Any, name: str, top_hash: str) -> str:
+        raise AssertionError("push listed the registry's manifests to shorten the top hash")
+
+    for registry_cls in (PackageRegistryV1, PackageRegistryV2):
+        monkeypatch.setattr(registry_cls, "shorten_top_hash", listed_every_manifest)
+    world.install_workflow()
+    world.put(PREFIX, FILES)
+
+    pushed = package_prefix(
+        ReadyEvent(bucket=world.bucket, prefix=PREFIX), make_settings(default_metadata=GOOD_META)
+    )
+    quarantined = package_prefix(
+        ReadyEvent(bucket=world.bucket, prefix=PREFIX), make_settings(default_metadata={})
+    )
+
+    assert pushed.status == "pushed" and world.latest_top_hash(NAME) == pushed.top_hash
+    assert quarantined.status == "quarantined"
+    assert world.latest_top_hash(NAME, world.quarantine) == quarantined.top_hash
