@@ -44,6 +44,9 @@ IGNORED_TYPE = "ignored-type"
 TEST_EVENT = "test-event"
 
 
+_UNSET: Any = object()
+
+
 @dataclass(frozen=True)
 class ObjectEvent:
     """One S3 object created or deleted, with its key decoded."""
@@ -67,17 +70,18 @@ class ObjectEvent:
         so a chunk of events writes a few index pages, not one page per event (a digest alone
         scatters them, which made a store's cost per event grow with its history).
         """
-        try:
-            return self.__dict__["_identity"]  # type: ignore[no-any-return]
-        except KeyError:
-            pass
+        # The cache lives in the instance's __dict__ (a frozen dataclass refuses setattr); no
+        # KeyError on the first call: raising and catching one cost more than the digest.
+        cached = self.__dict__.get("_identity", _UNSET)
+        if cached is not _UNSET:
+            return cached  # type: ignore[no-any-return]
         text = self._identity_text()
         if text is None:
-            object.__setattr__(self, "_identity", None)
+            self.__dict__["_identity"] = None
             return None
-        bucket, key = self.bucket, self.key
-        digest = _folder_tag(bucket, key[: key.rfind("/") + 1]) + _digest(text)
-        object.__setattr__(self, "_identity", digest)
+        key = self.key
+        digest = _folder_tag(self.bucket, key[: key.rfind("/") + 1]) + _digest(text)
+        self.__dict__["_identity"] = digest
         return digest
 
     def legacy_identity(self) -> str | None:
