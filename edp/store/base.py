@@ -23,6 +23,8 @@ SCHEMA_VERSION = 2
 # A meta row, present while identities written under schema 1 may still be stored.
 LEGACY_IDENTITIES = "legacy_identities"
 LEGACY_IDENTITY_LENGTH = 32  # hex digits of a schema-1 identity (a schema-2 one has 40)
+# Whether any identity of the old form is left (purge asks, while the meta row is there).
+LEGACY_LEFT = f"SELECT 1 FROM seen WHERE length(identity) = {LEGACY_IDENTITY_LENGTH} LIMIT 1"
 
 
 @dataclass
@@ -184,11 +186,15 @@ def apply_to_snapshot(
     return changes
 
 
-def legacy_identities(events: Sequence[RoutedEvent]) -> dict[str, str]:
-    """Each event's schema-1 identity, mapped to its identity now (events without one left out)."""
+def identities_to_look_up(events: Sequence[RoutedEvent], legacy: bool) -> dict[str, str]:
+    """The stored forms to look up for these events' identities, each mapped to the identity it
+    stands for: the identity itself and, with ``legacy`` (a store that may still hold identities
+    written under schema 1), its old form too."""
     found: dict[str, str] = {}
     for routed in events:
         identity = routed.event.identity()
         if identity is not None:
-            found[routed.event.legacy_identity() or identity] = identity
+            found[identity] = identity
+            if legacy:
+                found[routed.event.legacy_identity() or identity] = identity
     return found

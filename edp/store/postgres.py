@@ -49,13 +49,13 @@ from edp.errors import StoreError
 from edp.store import pg_schema
 from edp.store.base import (
     LEGACY_IDENTITIES,
-    LEGACY_IDENTITY_LENGTH,
+    LEGACY_LEFT,
     BatchStore,
     PendingBatch,
     apply_to_snapshot,
     counters_for,
     emitted_counters,
-    legacy_identities,
+    identities_to_look_up,
 )
 from edp.store.pg_connection import PgConnection
 from edp.store.rows import (
@@ -172,7 +172,6 @@ PURGE_SEEN = (
     "FOR UPDATE OF s SKIP LOCKED))"
 )
 # A closed row goes only once no identity refers to it (a skipped one keeps it for next time).
-LEGACY_LEFT = f"SELECT 1 FROM seen WHERE length(identity) = {LEGACY_IDENTITY_LENGTH} LIMIT 1"
 PURGE_CLOSED = (
     "DELETE FROM closed c WHERE c.expires_at <= %s "
     "AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.batch_id = c.batch_id)"
@@ -293,20 +292,15 @@ class PostgresStore(BatchStore):
         if keys[0]:
             for bucket, key, sequencer in conn.execute(LOAD_SEQUENCERS, keys):
                 snapshot.sequencers[(bucket, key)] = sequencer
-        identities = sorted({i for r in events if (i := r.event.identity()) is not None})
-        if identities:
-            found_ids = conn.execute(LOAD_SEEN, (identities, to_micros(now))).fetchall()
-            for identity, expires in found_ids:
+        # Each event's identity, and its old form while the store may hold some (schema 2).
+        stored_as = identities_to_look_up(events, self._legacy_identities)
+        if stored_as:
+            found_ids = conn.execute(LOAD_SEEN, (sorted(stored_as), to_micros(now))).fetchall()
+            for stored, expires in found_ids:
+                identity = stored_as[stored]
                 snapshot.seen.add(identity)
                 if expires is not None:
                     snapshot.seen_expiry[identity] = from_micros(expires)
-            if self._legacy_identities:
-                # Stored before schema 3 under the old form: still the same events.
-                legacy = legacy_identities(events)
-                for old, expires in conn.execute(LOAD_SEEN, (sorted(legacy), to_micros(now))):
-                    snapshot.seen.add(legacy[old])
-                    if expires is not None:
-                        snapshot.seen_expiry[legacy[old]] = from_micros(expires)
         return snapshot
 
     def _save(self, conn: psycopg.Connection[Any], changes: Changes, rules: Rules) -> None:

@@ -25,14 +25,14 @@ from edp.core import (
 from edp.errors import StoreError
 from edp.store.base import (
     LEGACY_IDENTITIES,
-    LEGACY_IDENTITY_LENGTH,
+    LEGACY_LEFT,
     SCHEMA_VERSION,
     BatchStore,
     PendingBatch,
     apply_to_snapshot,
     counters_for,
     emitted_counters,
-    legacy_identities,
+    identities_to_look_up,
 )
 from edp.store.rows import (
     BATCH_COLUMNS,
@@ -292,41 +292,20 @@ class SqliteStore(BatchStore):
             )
             for bucket, key, sequencer in db.execute(sql, [v for pair in part for v in pair]):
                 snapshot.sequencers[(bucket, key)] = sequencer
-        identities = sorted({i for r in events if (i := r.event.identity()) is not None})
-        for part in chunks(identities):
+        # Each event's identity, and its old form while the store may hold some (schema 1).
+        stored_as = identities_to_look_up(events, self._legacy_identities)
+        for part in chunks(sorted(stored_as)):
             sql = (
                 "SELECT s.identity, c.expires_at FROM seen s LEFT JOIN closed c "
                 f"ON c.batch_id = s.batch_id WHERE s.identity IN ({','.join('?' * len(part))}) "
                 "AND (c.expires_at IS NULL OR c.expires_at > ?)"
             )
-            for identity, expires in db.execute(sql, [*part, to_micros(now)]):
+            for stored, expires in db.execute(sql, [*part, to_micros(now)]):
+                identity = stored_as[stored]
                 snapshot.seen.add(identity)
                 if expires is not None:
                     snapshot.seen_expiry[identity] = from_micros(expires)
-        if self._legacy_identities:
-            self._load_legacy_identities(db, events, snapshot, now)
         return snapshot
-
-    def _load_legacy_identities(
-        self,
-        db: sqlite3.Connection,
-        events: Sequence[RoutedEvent],
-        snapshot: Snapshot,
-        now: datetime,
-    ) -> None:
-        """Identities stored before schema 2, found under their old form, count as seen."""
-        legacy = legacy_identities(events)
-        for part in chunks(sorted(legacy)):
-            sql = (
-                "SELECT s.identity, c.expires_at FROM seen s LEFT JOIN closed c "
-                f"ON c.batch_id = s.batch_id WHERE s.identity IN ({','.join('?' * len(part))}) "
-                "AND (c.expires_at IS NULL OR c.expires_at > ?)"
-            )
-            for old, expires in db.execute(sql, [*part, to_micros(now)]):
-                identity = legacy[old]
-                snapshot.seen.add(identity)
-                if expires is not None:
-                    snapshot.seen_expiry[identity] = from_micros(expires)
 
     def _save(self, db: sqlite3.Connection, changes: Changes, rules: Rules) -> None:
         closed_ids = {e.batch_id for e in changes.closed}
@@ -537,13 +516,7 @@ class SqliteStore(BatchStore):
             removed += db.execute(
                 "DELETE FROM sequencers WHERE updated_at <= ?", (to_micros(now - window),)
             ).rowcount
-            cleared = (
-                self._legacy_identities
-                and not db.execute(
-                    "SELECT 1 FROM seen WHERE length(identity) = ? LIMIT 1",
-                    (LEGACY_IDENTITY_LENGTH,),
-                ).fetchone()
-            )
+            cleared = self._legacy_identities and not db.execute(LEGACY_LEFT).fetchone()
             if cleared:
                 db.execute("DELETE FROM meta WHERE name=?", (LEGACY_IDENTITIES,))
         if cleared:  # committed: no identity of the old form is left
