@@ -69,8 +69,13 @@ class Rules:
         if not batch.changed:
             return None
         due_at = self.due_time(batch.first_activity, batch.last_activity)
-        quiet = batch.last_activity + self.threshold_duration
-        return due_at, TRIGGER_DURATION if due_at == quiet else TRIGGER_MAX_AGE
+        return due_at, self.trigger_of(due_at, batch.last_activity)
+
+    def trigger_of(self, due_at: datetime, last_activity: datetime) -> str:
+        """Why a batch last active at ``last_activity`` falls due at ``due_at``: quiet for the
+        duration threshold, or its maximum age reached first."""
+        quiet = last_activity + self.threshold_duration
+        return TRIGGER_DURATION if due_at == quiet else TRIGGER_MAX_AGE
 
 
 @dataclass(frozen=True)
@@ -291,8 +296,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
         batch: OpenBatch | None = None  # the loaded batch of the place, when it has no work yet
         if work is not None:
             if work.due_at <= now:
-                quiet = work.last_activity + limits.threshold_duration
-                trigger = TRIGGER_DURATION if work.due_at == quiet else TRIGGER_MAX_AGE
+                trigger = limits.trigger_of(work.due_at, work.last_activity)
                 _close_working(changes, batches, working, where, work, work.due_at, trigger)
                 window_ends[work.batch_id] = work.due_at + window
                 work = None
