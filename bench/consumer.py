@@ -35,7 +35,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from consumers.settings import ConsumerSettings
 
 GOOD_META = {
     "Author": "EDP",
@@ -57,6 +60,20 @@ def fake_aws_env(workdir: pathlib.Path) -> None:
         XDG_DATA_HOME=str(workdir / "data"),
         XDG_CACHE_HOME=str(workdir / "cache"),
         XDG_CONFIG_HOME=str(workdir / "config"),
+    )
+
+
+def consumer_settings(topic: str, **hashing: Any) -> ConsumerSettings:
+    """The reference consumer's settings for both runs (only its hashing settings differ)."""
+    from consumers.settings import ConsumerSettings
+
+    return ConsumerSettings(
+        workflow="instrument",
+        quarantine_bucket=QUARANTINE,
+        sns_topic_arn=topic,
+        quilt_url="https://quilt.example.com",
+        default_metadata=GOOD_META,
+        **hashing,
     )
 
 
@@ -199,7 +216,6 @@ def run(files: int, size: int, rounds: int, hashing_mode: str = "s3-checksums") 
     from consumers.events import ReadyEvent
     from consumers.install_workflows import install, plan_install
     from consumers.pipeline import package_prefix
-    from consumers.settings import ConsumerSettings
 
     s3 = boto3.client("s3")
     sns = boto3.client("sns")
@@ -220,14 +236,7 @@ def run(files: int, size: int, rounds: int, hashing_mode: str = "s3-checksums") 
     # time, as quilt3's hasher does (MAX_CONCURRENCY). The moto server shares this process and
     # its cores, so more threads only contend; the Lambda's client (64) is for real S3 latency.
     clients = Clients(s3=boto3.client("s3"))
-    settings = ConsumerSettings(
-        workflow="instrument",
-        quarantine_bucket=QUARANTINE,
-        sns_topic_arn=topic,
-        quilt_url="https://quilt.example.com",
-        default_metadata=GOOD_META,
-        hashing_mode=hashing_mode,
-    )
+    settings = consumer_settings(topic, hashing_mode=hashing_mode)
 
     def bare_quilt3(bucket: str, prefix: str) -> str:
         package = quilt3.Package().set_dir(".", f"s3://{bucket}/{prefix}")
@@ -438,7 +447,6 @@ def run_large(
     from consumers.events import ReadyEvent
     from consumers.install_workflows import install, plan_install
     from consumers.pipeline import package_prefix
-    from consumers.settings import ConsumerSettings
 
     if concurrency:
         consumers.hashing.HASH_CONCURRENCY = concurrency
@@ -481,14 +489,7 @@ def run_large(
         return str(pushed.top_hash)
 
     def ours(bucket: str, hash_type: str, name: str) -> str:
-        settings = ConsumerSettings(
-            workflow="instrument",
-            quarantine_bucket=QUARANTINE,
-            sns_topic_arn=topic,
-            quilt_url="https://quilt.example.com",
-            default_metadata=GOOD_META,
-            hash_type=hash_type,
-        )
+        settings = consumer_settings(topic, hash_type=hash_type)
         client = boto3.client("s3", config=Config(max_pool_connections=pool_size))
         meter.register(client.meta.events)
         outcome = package_prefix(
