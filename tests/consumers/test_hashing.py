@@ -269,6 +269,32 @@ def expect_attributes(stubber: Stubber, response: dict[str, Any]) -> None:
     )
 
 
+def expect_sha256_copy(stubber: Stubber, data: bytes, scratch_version: str | None) -> None:
+    """One CopyObject of the listed version to a scratch key, answering the SHA-256 of ``data``,
+    then the scratch copy deleted (by version when the copy returned one)."""
+    answer: dict[str, Any] = {"CopyObjectResult": {"ChecksumSHA256": sha256_b64(data)}}
+    scratch: dict[str, Any] = {"Key": ANY}
+    if scratch_version is not None:
+        answer["VersionId"] = scratch["VersionId"] = scratch_version
+    stubber.add_response(
+        "copy_object",
+        answer,
+        {
+            "Bucket": BUCKET,
+            "Key": ANY,
+            "CopySource": {"Bucket": BUCKET, "Key": "run/reads.bam", "VersionId": VERSION},
+            "CopySourceIfMatch": ETAG,
+            "ChecksumAlgorithm": "SHA256",
+            "TaggingDirective": "REPLACE",
+        },
+    )
+    stubber.add_response(
+        "delete_objects",
+        {},
+        {"Bucket": BUCKET, "Delete": {"Objects": [scratch], "Quiet": True}},
+    )
+
+
 def test_composite_sha256_listed_in_quilt3s_parts_needs_no_copy(
     stubbed: tuple[Any, Stubber],
 ) -> None:
@@ -438,26 +464,7 @@ def test_an_object_listed_with_only_crc32_is_copied_without_asking_its_attribute
     listed = ObjectVersion(
         "run/reads.bam", VERSION, len(data), ETAG, checksum_algorithms=("CRC32",)
     )
-    stubber.add_response(
-        "copy_object",
-        {"CopyObjectResult": {"ChecksumSHA256": sha256_b64(data)}, "VersionId": "scratch-v1"},
-        {
-            "Bucket": BUCKET,
-            "Key": ANY,
-            "CopySource": {"Bucket": BUCKET, "Key": "run/reads.bam", "VersionId": VERSION},
-            "CopySourceIfMatch": ETAG,
-            "ChecksumAlgorithm": "SHA256",
-            "TaggingDirective": "REPLACE",
-        },
-    )
-    stubber.add_response(
-        "delete_objects",
-        {},
-        {
-            "Bucket": BUCKET,
-            "Delete": {"Objects": [{"Key": ANY, "VersionId": "scratch-v1"}], "Quiet": True},
-        },
-    )
+    expect_sha256_copy(stubber, data, scratch_version="scratch-v1")
 
     result = S3Hasher(client).hash_object(BUCKET, listed)
 
@@ -480,23 +487,7 @@ def test_a_multipart_sha256_without_a_checksum_type_is_not_taken_for_a_full_obje
             "ObjectParts": {"TotalPartsCount": 2},
         },
     )
-    stubber.add_response(
-        "copy_object",
-        {"CopyObjectResult": {"ChecksumSHA256": sha256_b64(data)}},
-        {
-            "Bucket": BUCKET,
-            "Key": ANY,
-            "CopySource": {"Bucket": BUCKET, "Key": "run/reads.bam", "VersionId": VERSION},
-            "CopySourceIfMatch": ETAG,
-            "ChecksumAlgorithm": "SHA256",
-            "TaggingDirective": "REPLACE",
-        },
-    )
-    stubber.add_response(
-        "delete_objects",
-        {},
-        {"Bucket": BUCKET, "Delete": {"Objects": [{"Key": ANY}], "Quiet": True}},
-    )
+    expect_sha256_copy(stubber, data, scratch_version=None)
 
     result = S3Hasher(client).hash_object(BUCKET, obj(len(data)))
 
