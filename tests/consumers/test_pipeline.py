@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -29,6 +30,20 @@ FILES = {
     ".DS_Store": "finder junk",
     "scratch/tmp.bin": "scratch",
 }
+
+
+def on_march(day: int) -> Callable[[], datetime]:
+    """A clock at noon UTC on that day of March 2024."""
+    return lambda: datetime(2024, 3, day, 12, tzinfo=UTC)
+
+
+def three_days(world: World, event: ReadyEvent, settings: Any, added: dict[str, str]) -> list[Any]:
+    """The prefix packaged on 1 March, delivered again on the 2nd, then with ``added`` files on
+    the 3rd: the three outcomes."""
+    first = package_prefix(event, settings, clock=on_march(1))
+    again = package_prefix(event, settings, clock=on_march(2))
+    world.put(event.prefix, added)
+    return [first, again, package_prefix(event, settings, clock=on_march(3))]
 
 
 def browse(name: str, bucket: str) -> Any:
@@ -204,8 +219,6 @@ def test_invalid_metadata_json_is_quarantined(
 def test_separate_registry_copies_objects_and_date_key_uses_the_clock(
     world: World, make_settings: Callable[..., Any]
 ) -> None:
-    from datetime import UTC, datetime
-
     registry = world.bucket.replace("instrument", "registry")
     world.s3.create_bucket(Bucket=registry)
     world.s3.put_bucket_versioning(Bucket=registry, VersioningConfiguration={"Status": "Enabled"})
@@ -416,28 +429,20 @@ def test_the_packaging_date_is_kept_when_the_same_prefix_comes_back_another_day(
     world: World, make_settings: Callable[..., Any]
 ) -> None:
     """With PACKAGE_DATE_KEY a redelivery after midnight (or the rejected prefix's) changes nothing."""
-    from datetime import UTC, datetime
-
     world.install_workflow()
     world.put(PREFIX, FILES)
     meta = {k: v for k, v in GOOD_META.items() if k != "Date"}
     settings = make_settings(default_metadata=meta, date_key="Date")
     event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
 
-    def on(day: int) -> Callable[[], datetime]:
-        return lambda: datetime(2024, 3, day, 12, tzinfo=UTC)
+    outcomes = three_days(world, event, settings, {"extra.csv": "a,b\n"})
 
-    first = package_prefix(event, settings, clock=on(1))
-    again = package_prefix(event, settings, clock=on(2))
-    world.put(PREFIX, {"extra.csv": "a,b\n"})
-    changed = package_prefix(event, settings, clock=on(3))
-
-    assert [first.status, again.status, changed.status] == ["pushed", "unchanged", "pushed"]
+    assert [o.status for o in outcomes] == ["pushed", "unchanged", "pushed"]
     assert browse(NAME, world.bucket).meta["Date"] == "2024-03-03"
     rejected = make_settings(default_metadata={"Author": "EDP"}, date_key="Date")
     other = ReadyEvent(bucket=world.bucket, prefix="genome-lab/exp-0043/")
     world.put(other.prefix, FILES)
-    statuses = [package_prefix(other, rejected, clock=on(day)).status for day in (4, 5)]
+    statuses = [package_prefix(other, rejected, clock=on_march(day)).status for day in (4, 5)]
     assert statuses == ["quarantined", "unchanged"]
 
 
@@ -447,8 +452,6 @@ def test_texts_from_s3_a_chart_and_a_readme_dated_like_the_latest_revision(
     """README, .quiltignore and quilt_summarize.json come from settings (here S3 URIs); with a
     separate registry the README is generated each time, yet a later day's redelivery is
     unchanged because it is compared on the latest revision's date."""
-    from datetime import UTC, datetime
-
     registry = world.bucket.replace("instrument", "registry")
     world.s3.create_bucket(Bucket=registry)
     world.s3.put_bucket_versioning(Bucket=registry, VersioningConfiguration={"Status": "Enabled"})
@@ -470,15 +473,9 @@ def test_texts_from_s3_a_chart_and_a_readme_dated_like_the_latest_revision(
     )
     event = ReadyEvent(bucket=world.bucket, prefix=PREFIX)
 
-    def on(day: int) -> Callable[[], datetime]:
-        return lambda: datetime(2024, 3, day, 12, tzinfo=UTC)
+    first, *later = three_days(world, event, settings, {"more.csv": "b\n2\n"})
 
-    first = package_prefix(event, settings, clock=on(1))
-    again = package_prefix(event, settings, clock=on(2))
-    world.put(PREFIX, {"more.csv": "b\n2\n"})
-    changed = package_prefix(event, settings, clock=on(3))
-
-    assert [first.status, again.status, changed.status] == ["pushed", "unchanged", "pushed"]
+    assert [o.status for o in [first, *later]] == ["pushed", "unchanged", "pushed"]
     package = browse(NAME, registry)
     assert (
         package["README.md"].get_as_string() == f"# {NAME}\nPackaged 2024-03-03 by lab-packager\n"
