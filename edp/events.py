@@ -135,10 +135,6 @@ class Parsed:
     events: list[ObjectEvent] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
 
-    def extend(self, other: Parsed) -> None:
-        self.events.extend(other.events)
-        self.ignored.update(other.ignored)
-
 
 def parse_message(
     raw: str | bytes | Mapping[str, Any] | list[Any], *, eventbridge_keys_encoded: bool = True
