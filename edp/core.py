@@ -173,8 +173,8 @@ def make_batch_id(bucket: str, prefix: str, opened: datetime, first: ObjectEvent
     digest = hashlib.sha256(seed.encode("utf-8", "surrogatepass")).digest()
     millis = max(0, (opened - _EPOCH) // _MILLISECOND) & _MILLIS_MASK
     value = (millis << 80) | int.from_bytes(digest[6:16], "big")
-    value = (value & _V7_CLEAR) | _V7_SET
-    return str(uuid.UUID(int=value))
+    text = f"{(value & _V7_CLEAR) | _V7_SET:032x}"  # str(uuid.UUID(int=...)), without the class
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
