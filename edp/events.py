@@ -85,6 +85,19 @@ class ObjectEvent:
         fields["_identity"] = digest
         return digest
 
+    def identity_key(self) -> tuple[str, ...] | None:
+        """The fields identity() digests, as a tuple: two events have equal keys exactly when
+        their identities are equal (bar a digest collision). For a store that keeps identities
+        in memory only: building it costs a tenth of the digest."""
+        fields = self.__dict__
+        version, sequencer = fields["version_id"], fields["sequencer"]
+        if version is not None or sequencer is not None:
+            return (fields["bucket"], fields["key"], fields["kind"], version or "", sequencer or "")
+        event_id = fields["event_id"]
+        if event_id is not None:
+            return (fields["bucket"], fields["key"], fields["kind"], event_id)
+        return None
+
     def legacy_identity(self) -> str | None:
         """The identity as edp before schema 2 stored it (the digest alone, 32 hex digits).
 

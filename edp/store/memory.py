@@ -1,11 +1,14 @@
-"""The in-memory backend: the pure core with nothing around it (tests, and `memory://` for one-off runs).
+"""The in-memory backend: the rules applied straight to the store's own maps (tests, and
+`memory://` for one-off runs such as `edp simulate`).
 
-Like the SQL backends, an ingest loads only what its events can touch (their batches, members,
-sequencers and identities) into a Snapshot, applies the rules to that copy, and writes the changes
-back only once the rules have run: a failed ingest leaves the store as it was, and the cost of a
-chunk does not grow with the state the store holds. Members and identities are indexed by batch,
-so closing a batch touches only its own; due times and dedupe expiries sit in heaps and sequencers
-in last-update order, so a sweep or a purge looks only at what is due.
+The SQL backends load what a chunk can touch into a Snapshot, let the core apply the rules to
+it, and write the changes back. Here there is nothing to load: the rules run on the store's own
+dictionaries, and every write is journalled, so a failed ingest is undone and leaves the store
+as it was. The rules are the core's (the same helpers, step for step: edp/core.py's
+apply_events); the property tests play every stream through this store, SQLite and PostgreSQL
+and require the same output. Members and identities are indexed by batch, so closing a batch
+touches only its own; due times and dedupe expiries sit in heaps and sequencers in last-update
+order, so a sweep or a purge looks only at what is due.
 """
 
 from __future__ import annotations
@@ -20,26 +23,66 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from edp.core import (
+    TRIGGER_COUNT,
+    TRIGGER_MARKER,
     Changes,
     Emission,
     OpenBatch,
     RoutedEvent,
     Rules,
-    Snapshot,
+    _open_batch,
+    _Working,
+    close_batch,
     close_due,
+    compare_sequencers,
     emission_order,
+    make_batch_id,
     rescheduled,
 )
-from edp.events import IDENTITY_TAG
+from edp.counters import ACCEPTED, DUPLICATE, STALE
 from edp.store.base import (
     BatchStore,
     PendingBatch,
-    apply_to_snapshot,
     counters_for,
     emitted_counters,
 )
 
 Place = tuple[str, str]  # (bucket, prefix)
+Identity = tuple[str, ...]  # ObjectEvent.identity_key(): (bucket, key, ...)
+
+# What a journal entry's last field says, when it is not the value the entry's key had before.
+_MISSING: Any = object()  # the key was absent: undone by deleting it
+_ADDED: Any = object()  # the member was added to the set: undone by discarding it
+_DISCARDED: Any = object()  # the member was removed from the set: undone by adding it back
+_APPENDED: Any = object()  # an item was appended to the list: undone by popping it
+
+
+def _undo(journal: list[tuple[Any, Any, Any]]) -> None:
+    """Put back, newest first, what the journalled writes changed."""
+    for container, key, old in reversed(journal):
+        if old is _MISSING:
+            del container[key]
+        elif old is _ADDED:
+            container.discard(key)
+        elif old is _DISCARDED:
+            container.add(key)
+        elif old is _APPENDED:
+            container.pop()
+        else:
+            container[key] = old
+
+
+class _Folder:
+    """The dedupe identities and sequencers of one folder of a bucket."""
+
+    __slots__ = ("seen", "sequencers")
+
+    def __init__(self) -> None:
+        # identity -> the batch it was applied to, open or closed; the identity is inside the
+        # dedupe window while that batch is open or its window (MemoryStore._window_ends) has
+        # not ended.
+        self.seen: dict[Identity, str] = {}
+        self.sequencers: dict[str, str] = {}  # key -> highest sequencer
 
 
 @dataclass
@@ -56,6 +99,10 @@ def astuple_emission(emission: Emission) -> tuple[Any, ...]:
     return tuple(getattr(emission, f.name) for f in fields(Emission))
 
 
+def _folder_of(key: str) -> str:
+    return key[: key.rfind("/") + 1]
+
+
 class MemoryStore(BatchStore):
     """All state in dictionaries and heaps; nothing survives the process."""
 
@@ -70,32 +117,24 @@ class MemoryStore(BatchStore):
         # time or an earlier one (entries are corrected or dropped when they reach the top).
         self._due: list[tuple[datetime, str, str, str]] = []
         self._members: dict[str, set[str]] = {}  # open batch id -> keys created in it
-        # The big maps hold only strings and datetimes (no tuples, no lists), so Python's cyclic
-        # garbage collector leaves them untracked: its full passes would otherwise walk every
-        # entry, and a store of a million events spent a third of its time there.
-        # They are also touched as little as possible per event (one read and one write each
-        # for an identity and a sequencer), and grouped by folder: in one map of a million
-        # entries every access is a cache miss (a lookup cost 4.7x more at 1M entries than at
-        # 10k), while the few folders being written and their small maps stay in the cache.
-        # bucket -> folder -> key -> highest sequencer
-        self._sequencers: dict[str, dict[str, dict[str, str]]] = {}
+        # bucket -> folder -> its identities and sequencers. Grouped by folder: in one map of a
+        # million entries every access is a cache miss (a lookup cost 4.7x more at 1M entries
+        # than at 10k), while the few folders being written and their small maps stay in the
+        # cache. An event touches its folder's maps once each.
+        self._folders: dict[str, dict[str, _Folder]] = {}
         # bucket -> key -> the clock of its last write, only for keys written more than once: a
         # key written once was written by its only entry in the log below.
         self._rewritten_at: dict[str, dict[str, datetime]] = {}
         # (clock, bucket, keys) per write, oldest first (the clock never goes backwards): purge
         # reads from the left until the window, instead of scanning every key.
         self._sequencer_log: deque[tuple[datetime, str, tuple[str, ...]]] = deque()
-        # folder tag (an identity's first IDENTITY_TAG characters) -> identity -> the batch it
-        # was applied to, open or closed; the identity is inside the dedupe window while that
-        # batch is open or its window (below) has not ended.
-        self._seen_by: dict[str, dict[str, str]] = {}
         self._window_ends: dict[str, datetime] = {}  # closed batch id -> end of its window
-        self._identities: dict[str, list[str]] = {}  # open batch id -> identities applied to it
+        self._identities: dict[str, list[Identity]] = {}  # open batch id -> identities applied
         # (window end, batch id) per closed batch, and the identities it closed: what purge drops.
         self._expiries: list[tuple[datetime, str]] = []
-        self._closed_identities: dict[str, tuple[str, ...]] = {}
+        self._closed_identities: dict[str, tuple[Identity, ...]] = {}
         self._pending: dict[str, _Outboxed] = {}  # the outbox's unpublished part
-        # The published part, as rows of plain values (untracked by the garbage collector too).
+        # The published part, as rows of plain values (untracked by the garbage collector).
         self._published: dict[str, tuple[Any, ...]] = {}
         self._counters: Counter[str] = Counter()
 
@@ -105,121 +144,208 @@ class MemoryStore(BatchStore):
     # --- ingest ------------------------------------------------------------------------
     def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
         with self._lock:
-            snapshot = self._load(events)
-            # The rules work on the snapshot (copies): if they fail, nothing was written.
-            changes = apply_to_snapshot(snapshot, events, rules, dropped)
-            self._save(changes, rules)
+            journal: list[tuple[Any, Any, Any]] = []
+            try:
+                changes, written = self._apply_events(events, rules, journal)
+            except BaseException:
+                _undo(journal)  # the rules failed halfway: nothing of the chunk stays
+                raise
+            changes.counters.update(dropped)
+            clock = changes.clock
+            assert clock is not None  # ingest never runs without events, which set the clock
+            for bucket, (keys, rewritten) in written.items():
+                self._sequencer_log.append((clock, bucket, tuple(keys)))
+                if rewritten:
+                    rewritten_at = self._rewritten_at.setdefault(bucket, {})
+                    for key in rewritten:
+                        rewritten_at[key] = clock
+            self._record_closed(changes.closed, rules)
+            self._counters.update(counters_for(changes))
+            if self._clock is None or clock > self._clock:
+                self._clock = clock
             return changes
 
-    def _load(self, events: Sequence[RoutedEvent]) -> Snapshot:
+    def _apply_events(
+        self,
+        events: Sequence[RoutedEvent],
+        rules: Rules,
+        journal: list[tuple[Any, Any, Any]],
+    ) -> tuple[Changes, dict[str, tuple[list[str], list[str]]]]:
+        """edp.core.apply_events on the store's own maps, each write journalled (see _undo).
+
+        Returns the changes (closed batches, the batches left open that changed, counters) and
+        the sequencers written, by bucket: (keys, keys written before).
+        """
+        changes = Changes()
+        record = journal.append
         clock = self._clock
-        now = events[0].arrived
-        if clock is not None and clock > now:
-            now = clock
-        snapshot = Snapshot(clock=clock)
-        batches, members = snapshot.batches, snapshot.members
-        sequencers, seen, seen_expiry = snapshot.sequencers, snapshot.seen, snapshot.seen_expiry
-        stored_batches, stored_members = self._batches, self._members
-        stored_sequencers, seen_by, window_ends = self._sequencers, self._seen_by, self._window_ends
+        batches, members, identities = self._batches, self._members, self._identities
+        all_folders, window_ends = self._folders, self._window_ends
+        window = rules.dedupe_window
+        at = rules.at
+        # The thresholds of a prefix's rule: looked up once per prefix and call, so a rule change
+        # reaches an open batch at its next event (SEMANTICS.md, "Rules per prefix").
+        limits_of: dict[str, Rules] = {}
+        # The end of the dedupe window of each batch closed in this call: it starts at once,
+        # exactly as when a batch closes between two calls, so chunk boundaries never change a
+        # result.
+        closed_ends: dict[str, datetime] = {}
+        # The batches this call changed, by place (updated in place, made OpenBatch at the end).
+        working: dict[Place, _Working] = {}
+        written: dict[str, tuple[list[str], list[str]]] = {}
         bucket: str | None = None
-        bucket_sequencers: dict[str, dict[str, str]] = {}
-        no_keys: dict[str, str] = {}
+        folders: dict[str, _Folder] = {}
+        written_keys: list[str] = []
+        rewritten_keys: list[str] = []
+        accepted = duplicates = stale = 0
         for routed in events:
             event = routed.event
-            key = event.key
-            where = (event.bucket, routed.prefix)
-            batch = batches.get(where)
-            if batch is None:
-                batch = stored_batches.get(where)
+            arrived = routed.arrived
+            now = arrived if clock is None or arrived > clock else clock
+            clock = now
+            prefix = routed.prefix
+            where = (event.bucket, prefix)
+            limits = limits_of.get(prefix)
+            if limits is None:
+                limits = limits_of[prefix] = at(prefix)
+            work = working.get(where)
+            batch: OpenBatch | None = None  # the stored batch of the place, when it has no work
+            if work is not None:
+                if work.due_at <= now:
+                    trigger = limits.trigger_of(work.due_at, work.last_activity)
+                    self._close_working(changes, working, where, work, work.due_at, trigger, record)
+                    closed_ends[work.batch_id] = work.due_at + window
+                    work = None
+            else:
+                batch = batches.get(where)
                 if batch is not None:
-                    batches[where] = batch
-            if batch is not None:
-                keys = stored_members.get(batch.batch_id)
-                if keys is not None and key in keys:
-                    members.add((batch.batch_id, key))
-            if event.sequencer is not None:
+                    due = limits.due(batch)
+                    if due is not None and due[0] <= now:
+                        record((batches, where, batch))
+                        del batches[where]
+                        changes.closed.append(close_batch(batch, due[0], due[1]))
+                        closed_ends[batch.batch_id] = due[0] + window
+                        batch = None
+            key = event.key
+            identity = event.identity_key()
+            folder: _Folder | None = None
+            if identity is not None:  # (an event with a sequencer always has an identity)
                 if event.bucket != bucket:
                     bucket = event.bucket
-                    bucket_sequencers = stored_sequencers.get(bucket) or {}
-                found = bucket_sequencers.get(key[: key.rfind("/") + 1], no_keys).get(key)
-                if found is not None:
-                    sequencers[(bucket, key)] = found
-            identity = event.identity()
-            if identity is not None:
-                owner = seen_by.get(identity[:IDENTITY_TAG], no_keys).get(identity)
+                    found = all_folders.get(bucket)
+                    if found is None:
+                        found = all_folders[bucket] = {}
+                        record((all_folders, bucket, _MISSING))
+                    folders = found
+                    pair = written.get(bucket)
+                    if pair is None:
+                        pair = written[bucket] = ([], [])
+                    written_keys, rewritten_keys = pair
+                name = key[: key.rfind("/") + 1]
+                folder = folders.get(name)
+                if folder is None:
+                    folder = folders[name] = _Folder()
+                    record((folders, name, _MISSING))
+                owner = folder.seen.get(identity)
                 if owner is not None:
-                    expires = window_ends.get(owner)
-                    if expires is None:  # its batch is open
-                        seen.add(identity)
-                    elif expires > now:
-                        seen.add(identity)
-                        seen_expiry[identity] = expires
-        return snapshot
-
-    def _save(self, changes: Changes, rules: Rules) -> None:
-        closed_ids = {e.batch_id for e in changes.closed}
-        for emission in changes.closed:
-            where = (emission.bucket, emission.prefix)
-            current = self._batches.get(where)
-            if current is not None and current.batch_id == emission.batch_id:
-                del self._batches[where]
-        for batch in changes.batches.values():
-            self._put_batch(batch)
-        stored_members = self._members
-        for batch_id, key in changes.members_added:
-            if batch_id not in closed_ids:
-                keys = stored_members.get(batch_id)
+                    expires = window_ends.get(owner) or closed_ends.get(owner)
+                    if expires is None or expires > now:  # its batch is open, or in its window
+                        duplicates += 1
+                        continue
+                    # Seen before, but its dedupe window has ended: it joins the batch below.
+                sequencer = event.sequencer
+                if sequencer is not None:
+                    sequencers = folder.sequencers
+                    highest = sequencers.get(key)
+                    if highest is not None and compare_sequencers(sequencer, highest) < 0:
+                        stale += 1
+                        continue
+                    if highest is None:
+                        record((sequencers, key, _MISSING))
+                    else:
+                        record((sequencers, key, highest))
+                        rewritten_keys.append(key)
+                    sequencers[key] = sequencer
+                    written_keys.append(key)
+            if work is None:
+                if batch is None:
+                    batch_id = make_batch_id(event.bucket, prefix, now, event)
+                    work = _Working(batch_id, 0, now, event.event_time)
+                else:
+                    work = _Working(
+                        batch.batch_id, batch.count, batch.first_activity, batch.first_event_time
+                    )
+                working[where] = work
+            batch_id = work.batch_id
+            created = event.kind == "created"
+            if created:
+                keys = members.get(batch_id)
                 if keys is None:
-                    keys = stored_members[batch_id] = set()
-                keys.add(key)
-        for batch_id, key in changes.members_removed:
-            keys = stored_members.get(batch_id)
-            if keys is not None:
-                keys.discard(key)
-        seen_by, identities = self._seen_by, self._identities
-        for identity, batch_id in changes.seen.items():
-            tag = identity[:IDENTITY_TAG]
-            group = seen_by.get(tag)
-            if group is None:
-                group = seen_by[tag] = {}
-            group[identity] = batch_id  # if it was seen before, its window had ended
-            applied = identities.get(batch_id)
-            if applied is None:
-                applied = identities[batch_id] = []
-            applied.append(identity)
-        clock = changes.clock or self._clock
-        assert clock is not None  # ingest never runs without events, which set the clock
-        if changes.sequencers:
-            self._save_sequencers(changes.sequencers, clock)
-        self._record_closed(changes.closed, rules)
-        self._counters.update(counters_for(changes))
-        if self._clock is None or clock > self._clock:
-            self._clock = clock
+                    keys = members[batch_id] = set()
+                    record((members, batch_id, _MISSING))
+                if key not in keys:
+                    keys.add(key)
+                    record((keys, key, _ADDED))
+                    work.count += 1
+            else:
+                keys = members.get(batch_id)
+                if keys is not None and key in keys:
+                    keys.discard(key)
+                    record((keys, key, _DISCARDED))
+                    work.count -= 1
+            work.last_activity = now
+            work.last_event_time = event.event_time
+            if limits.max_age is None:
+                work.due_at = now + limits.threshold_duration  # due_time, inlined: once per event
+            else:
+                work.due_at = limits.due_time(work.first_activity, now)
+            if folder is not None and identity is not None:
+                seen = folder.seen
+                record((seen, identity, seen.get(identity, _MISSING)))
+                seen[identity] = batch_id
+                applied = identities.get(batch_id)
+                if applied is None:
+                    applied = identities[batch_id] = []
+                    record((identities, batch_id, _MISSING))
+                applied.append(identity)
+                record((applied, None, _APPENDED))
+            accepted += 1
+            if work.count >= limits.threshold_count:
+                self._close_working(changes, working, where, work, now, TRIGGER_COUNT, record)
+                closed_ends[batch_id] = now + window
+            elif created and limits.marker_patterns and limits.is_marker(key):
+                self._close_working(changes, working, where, work, now, TRIGGER_MARKER, record)
+                closed_ends[batch_id] = now + window
+        for where, work in working.items():
+            batch = _open_batch(where, work)
+            record((batches, where, batches.get(where, _MISSING)))
+            self._put_batch(batch)
+            changes.batches[where] = batch
+        if accepted:
+            changes.counters[ACCEPTED] += accepted
+        if duplicates:
+            changes.counters[DUPLICATE] += duplicates
+        if stale:
+            changes.counters[STALE] += stale
+        changes.clock = clock
+        return changes, {b: pair for b, pair in written.items() if pair[0]}
 
-    def _save_sequencers(self, written: Mapping[tuple[str, str], str], clock: datetime) -> None:
-        names: dict[str, list[str]] = {}
-        bucket: str | None = None
-        folders: dict[str, dict[str, str]] = {}
-        rewritten_at: dict[str, datetime] = {}
-        keys: list[str] = []
-        for (where, key), sequencer in written.items():
-            if where != bucket:
-                bucket = where
-                if bucket not in self._sequencers:
-                    self._sequencers[bucket], self._rewritten_at[bucket] = {}, {}
-                folders, rewritten_at = self._sequencers[bucket], self._rewritten_at[bucket]
-                keys = names.setdefault(bucket, [])
-            folder = key[: key.rfind("/") + 1]
-            sequencers = folders.get(folder)
-            if sequencers is None:
-                sequencers = folders[folder] = {}
-            size = len(sequencers)
-            sequencers[key] = sequencer
-            if len(sequencers) == size:  # the key was there: written again
-                rewritten_at[key] = clock
-            keys.append(key)
-        for bucket, bucket_keys in names.items():
-            self._sequencer_log.append((clock, bucket, tuple(bucket_keys)))
+    def _close_working(
+        self,
+        changes: Changes,
+        working: dict[Place, _Working],
+        where: Place,
+        work: _Working,
+        at: datetime,
+        trigger: str,
+        record: Any,
+    ) -> None:
+        del working[where]
+        stored = self._batches.get(where)
+        if stored is not None:  # the batch as stored before this call
+            record((self._batches, where, stored))
+            del self._batches[where]
+        changes.closed.append(close_batch(_open_batch(where, work), at, trigger))
 
     def _put_batch(self, batch: OpenBatch) -> None:
         where = (batch.bucket, batch.prefix)
@@ -381,46 +507,54 @@ class MemoryStore(BatchStore):
         with self._lock:
             removed = 0
             heap = self._expiries
-            seen_by = self._seen_by
+            all_folders = self._folders
             while heap and heap[0][0] <= now:
                 _, batch_id = heapq.heappop(heap)
                 del self._window_ends[batch_id]
                 for identity in self._closed_identities.pop(batch_id, ()):
-                    tag = identity[:IDENTITY_TAG]
-                    group = seen_by[tag]
-                    if group.get(identity) == batch_id:  # not seen anew since
-                        del group[identity]
+                    bucket, key = identity[0], identity[1]
+                    folders = all_folders[bucket]
+                    name = _folder_of(key)
+                    folder = folders[name]
+                    if folder.seen.get(identity) == batch_id:  # not seen anew since
+                        del folder.seen[identity]
                         removed += 1
-                        if not group:
-                            del seen_by[tag]
+                        if not folder.seen and not folder.sequencers:
+                            self._drop_folder(bucket, name)
             cutoff = now - window
             log = self._sequencer_log
             while log and log[0][0] <= cutoff:
                 written, bucket, keys = log.popleft()
-                folders, rewritten_at = self._sequencers[bucket], self._rewritten_at[bucket]
+                folders = all_folders.get(bucket, {})
+                rewritten_at = self._rewritten_at.get(bucket, {})
                 for key in keys:
                     last = rewritten_at.get(key)
                     if last is not None and last != written:
                         continue  # written again since
-                    folder = key[: key.rfind("/") + 1]
-                    sequencers = folders.get(folder)
-                    if sequencers is None or sequencers.pop(key, None) is None:
+                    name = _folder_of(key)
+                    found = folders.get(name)
+                    if found is None or found.sequencers.pop(key, None) is None:
                         continue  # written once, by this entry, and purged already
                     removed += 1
                     if last is not None:
                         del rewritten_at[key]
-                    if not sequencers:
-                        del folders[folder]
+                    if not found.seen and not found.sequencers:
+                        self._drop_folder(bucket, name)
             return removed
+
+    def _drop_folder(self, bucket: str, name: str) -> None:
+        """Forget a folder that holds nothing any more (and its bucket, when it was the last)."""
+        folders = self._folders[bucket]
+        del folders[name]
+        if not folders:
+            del self._folders[bucket]
+            self._rewritten_at.pop(bucket, None)
 
     def remembered(self) -> tuple[int, int]:
         """(dedupe identities, sequencers) the store holds: what purge bounds."""
         with self._lock:
-            identities = sum(len(group) for group in self._seen_by.values())
-            sequencers = sum(
-                len(keys) for folders in self._sequencers.values() for keys in folders.values()
-            )
-            return identities, sequencers
+            folders = [f for by_name in self._folders.values() for f in by_name.values()]
+            return sum(len(f.seen) for f in folders), sum(len(f.sequencers) for f in folders)
 
     def close(self) -> None:
         """Nothing to release."""
