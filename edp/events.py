@@ -76,7 +76,7 @@ class ObjectEvent:
         cached = fields.get("_identity", _UNSET)
         if cached is not _UNSET:
             return cached  # type: ignore[no-any-return]
-        text = self._identity_text()
+        text = self.identity_text()
         if text is None:
             fields["_identity"] = None
             return None
@@ -85,29 +85,18 @@ class ObjectEvent:
         fields["_identity"] = digest
         return digest
 
-    def identity_key(self) -> tuple[str, ...] | None:
-        """The fields identity() digests, as a tuple: two events have equal keys exactly when
-        their identities are equal (bar a digest collision). For a store that keeps identities
-        in memory only: building it costs a tenth of the digest."""
-        fields = self.__dict__
-        version, sequencer = fields["version_id"], fields["sequencer"]
-        if version is not None or sequencer is not None:
-            return (fields["bucket"], fields["key"], fields["kind"], version or "", sequencer or "")
-        event_id = fields["event_id"]
-        if event_id is not None:
-            return (fields["bucket"], fields["key"], fields["kind"], event_id)
-        return None
-
     def legacy_identity(self) -> str | None:
         """The identity as edp before schema 2 stored it (the digest alone, 32 hex digits).
 
         A store upgraded from schema 1 still looks these up until its old rows have expired,
         so an event delivered before the upgrade and again after it is still a duplicate.
         """
-        text = self._identity_text()
+        text = self.identity_text()
         return None if text is None else _digest(text)
 
-    def _identity_text(self) -> str | None:
+    def identity_text(self) -> str | None:
+        """What identity() digests (None: the same); a store that keeps identities in memory
+        only can use it as it is, without the digest."""
         bucket, key, kind = self.bucket, self.key, self.kind
         # Length-prefixed fields, so no field's content can be mistaken for a separator.
         if self.version_id is not None or self.sequencer is not None:

@@ -48,18 +48,22 @@ from edp.store.base import (
 )
 
 Place = tuple[str, str]  # (bucket, prefix)
-Identity = tuple[str, ...]  # ObjectEvent.identity_key(): (bucket, key, ...)
+Identity = str  # ObjectEvent.identity_text(): what identity() digests (no digest needed here)
 
 # What a journal entry's last field says, when it is not the value the entry's key had before.
 _MISSING: Any = object()  # the key was absent: undone by deleting it
 _ADDED: Any = object()  # the member was added to the set: undone by discarding it
 _DISCARDED: Any = object()  # the member was removed from the set: undone by adding it back
 _APPENDED: Any = object()  # an item was appended to the list: undone by popping it
+_PAIR_APPENDED: Any = object()  # two items were: undone by removing both
 
 
-def _undo(journal: list[tuple[Any, Any, Any]]) -> None:
-    """Put back, newest first, what the journalled writes changed."""
-    for container, key, old in reversed(journal):
+def _undo(journal: list[Any]) -> None:
+    """Put back, newest first, what the journalled writes changed. The journal is flat, three
+    items per write (container, key, what it held): no tuple per write outlives the call, so a
+    chunk's journal adds nothing for the garbage collector to follow."""
+    for end in range(len(journal), 0, -3):
+        container, key, old = journal[end - 3 : end]
         if old is _MISSING:
             del container[key]
         elif old is _ADDED:
@@ -68,21 +72,18 @@ def _undo(journal: list[tuple[Any, Any, Any]]) -> None:
             container.add(key)
         elif old is _APPENDED:
             container.pop()
+        elif old is _PAIR_APPENDED:
+            del container[-2:]
         else:
             container[key] = old
 
 
-class _Folder:
-    """The dedupe identities and sequencers of one folder of a bucket."""
-
-    __slots__ = ("seen", "sequencers")
-
-    def __init__(self) -> None:
-        # identity -> the batch it was applied to, open or closed; the identity is inside the
-        # dedupe window while that batch is open or its window (MemoryStore._window_ends) has
-        # not ended.
-        self.seen: dict[Identity, str] = {}
-        self.sequencers: dict[str, str] = {}  # key -> highest sequencer
+# One folder of a bucket: (its dedupe identities, its sequencers). The identities map each identity
+# to the batch it was applied to, open or closed; the identity is inside the dedupe window while
+# that batch is open or its window (MemoryStore._window_ends) has not ended. The sequencers map
+# each key to its highest sequencer. A tuple of two dicts of strings: nothing in it for the
+# garbage collector to follow, whatever the number of folders.
+Folder = tuple[dict[Identity, str], dict[str, str]]
 
 
 @dataclass
@@ -121,7 +122,7 @@ class MemoryStore(BatchStore):
         # million entries every access is a cache miss (a lookup cost 4.7x more at 1M entries
         # than at 10k), while the few folders being written and their small maps stay in the
         # cache. An event touches its folder's maps once each.
-        self._folders: dict[str, dict[str, _Folder]] = {}
+        self._folders: dict[str, dict[str, Folder]] = {}
         # bucket -> key -> the clock of its last write, only for keys written more than once: a
         # key written once was written by its only entry in the log below.
         self._rewritten_at: dict[str, dict[str, datetime]] = {}
@@ -129,10 +130,13 @@ class MemoryStore(BatchStore):
         # reads from the left until the window, instead of scanning every key.
         self._sequencer_log: deque[tuple[datetime, str, tuple[str, ...]]] = deque()
         self._window_ends: dict[str, datetime] = {}  # closed batch id -> end of its window
-        self._identities: dict[str, list[Identity]] = {}  # open batch id -> identities applied
+        # open batch id -> the identities applied to it, each after its folder's name:
+        # [name, identity, name, identity, ...]
+        self._identities: dict[str, list[str]] = {}
         # (window end, batch id) per closed batch, and the identities it closed: what purge drops.
         self._expiries: list[tuple[datetime, str]] = []
-        self._closed_identities: dict[str, tuple[Identity, ...]] = {}
+        # Closed batch id -> (its bucket, name, identity, name, identity, ...): strings only.
+        self._closed_identities: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, _Outboxed] = {}  # the outbox's unpublished part
         # The published part, as rows of plain values (untracked by the garbage collector).
         self._published: dict[str, tuple[Any, ...]] = {}
@@ -144,7 +148,7 @@ class MemoryStore(BatchStore):
     # --- ingest ------------------------------------------------------------------------
     def _apply(self, events: Sequence[RoutedEvent], rules: Rules, dropped: Counter[str]) -> Changes:
         with self._lock:
-            journal: list[tuple[Any, Any, Any]] = []
+            journal: list[Any] = []
             try:
                 changes, written = self._apply_events(events, rules, journal)
             except BaseException:
@@ -169,7 +173,7 @@ class MemoryStore(BatchStore):
         self,
         events: Sequence[RoutedEvent],
         rules: Rules,
-        journal: list[tuple[Any, Any, Any]],
+        journal: list[Any],
     ) -> tuple[Changes, dict[str, tuple[list[str], list[str]]]]:
         """edp.core.apply_events on the store's own maps, each write journalled (see _undo).
 
@@ -177,7 +181,6 @@ class MemoryStore(BatchStore):
         the sequencers written, by bucket: (keys, keys written before).
         """
         changes = Changes()
-        record = journal.append
         clock = self._clock
         batches, members, identities = self._batches, self._members, self._identities
         all_folders, window_ends = self._folders, self._window_ends
@@ -194,7 +197,7 @@ class MemoryStore(BatchStore):
         working: dict[Place, _Working] = {}
         written: dict[str, tuple[list[str], list[str]]] = {}
         bucket: str | None = None
-        folders: dict[str, _Folder] = {}
+        folders: dict[str, Folder] = {}
         written_keys: list[str] = []
         rewritten_keys: list[str] = []
         accepted = duplicates = stale = 0
@@ -213,7 +216,9 @@ class MemoryStore(BatchStore):
             if work is not None:
                 if work.due_at <= now:
                     trigger = limits.trigger_of(work.due_at, work.last_activity)
-                    self._close_working(changes, working, where, work, work.due_at, trigger, record)
+                    self._close_working(
+                        changes, working, where, work, work.due_at, trigger, journal
+                    )
                     closed_ends[work.batch_id] = work.due_at + window
                     work = None
             else:
@@ -221,21 +226,21 @@ class MemoryStore(BatchStore):
                 if batch is not None:
                     due = limits.due(batch)
                     if due is not None and due[0] <= now:
-                        record((batches, where, batch))
+                        journal += (batches, where, batch)
                         del batches[where]
                         changes.closed.append(close_batch(batch, due[0], due[1]))
                         closed_ends[batch.batch_id] = due[0] + window
                         batch = None
             key = event.key
-            identity = event.identity_key()
-            folder: _Folder | None = None
+            identity = event.identity_text()
+            folder: Folder | None = None
             if identity is not None:  # (an event with a sequencer always has an identity)
                 if event.bucket != bucket:
                     bucket = event.bucket
                     found = all_folders.get(bucket)
                     if found is None:
                         found = all_folders[bucket] = {}
-                        record((all_folders, bucket, _MISSING))
+                        journal += (all_folders, bucket, _MISSING)
                     folders = found
                     pair = written.get(bucket)
                     if pair is None:
@@ -244,9 +249,9 @@ class MemoryStore(BatchStore):
                 name = key[: key.rfind("/") + 1]
                 folder = folders.get(name)
                 if folder is None:
-                    folder = folders[name] = _Folder()
-                    record((folders, name, _MISSING))
-                owner = folder.seen.get(identity)
+                    folder = folders[name] = ({}, {})
+                    journal += (folders, name, _MISSING)
+                owner = folder[0].get(identity)
                 if owner is not None:
                     expires = window_ends.get(owner) or closed_ends.get(owner)
                     if expires is None or expires > now:  # its batch is open, or in its window
@@ -255,15 +260,15 @@ class MemoryStore(BatchStore):
                     # Seen before, but its dedupe window has ended: it joins the batch below.
                 sequencer = event.sequencer
                 if sequencer is not None:
-                    sequencers = folder.sequencers
+                    sequencers = folder[1]
                     highest = sequencers.get(key)
                     if highest is not None and compare_sequencers(sequencer, highest) < 0:
                         stale += 1
                         continue
                     if highest is None:
-                        record((sequencers, key, _MISSING))
+                        journal += (sequencers, key, _MISSING)
                     else:
-                        record((sequencers, key, highest))
+                        journal += (sequencers, key, highest)
                         rewritten_keys.append(key)
                     sequencers[key] = sequencer
                     written_keys.append(key)
@@ -282,16 +287,16 @@ class MemoryStore(BatchStore):
                 keys = members.get(batch_id)
                 if keys is None:
                     keys = members[batch_id] = set()
-                    record((members, batch_id, _MISSING))
+                    journal += (members, batch_id, _MISSING)
                 if key not in keys:
                     keys.add(key)
-                    record((keys, key, _ADDED))
+                    journal += (keys, key, _ADDED)
                     work.count += 1
             else:
                 keys = members.get(batch_id)
                 if keys is not None and key in keys:
                     keys.discard(key)
-                    record((keys, key, _DISCARDED))
+                    journal += (keys, key, _DISCARDED)
                     work.count -= 1
             work.last_activity = now
             work.last_event_time = event.event_time
@@ -300,25 +305,25 @@ class MemoryStore(BatchStore):
             else:
                 work.due_at = limits.due_time(work.first_activity, now)
             if folder is not None and identity is not None:
-                seen = folder.seen
-                record((seen, identity, seen.get(identity, _MISSING)))
+                seen = folder[0]
+                journal += (seen, identity, seen.get(identity, _MISSING))
                 seen[identity] = batch_id
                 applied = identities.get(batch_id)
                 if applied is None:
                     applied = identities[batch_id] = []
-                    record((identities, batch_id, _MISSING))
-                applied.append(identity)
-                record((applied, None, _APPENDED))
+                    journal += (identities, batch_id, _MISSING)
+                applied += (name, identity)
+                journal += (applied, None, _PAIR_APPENDED)
             accepted += 1
             if work.count >= limits.threshold_count:
-                self._close_working(changes, working, where, work, now, TRIGGER_COUNT, record)
+                self._close_working(changes, working, where, work, now, TRIGGER_COUNT, journal)
                 closed_ends[batch_id] = now + window
             elif created and limits.marker_patterns and limits.is_marker(key):
-                self._close_working(changes, working, where, work, now, TRIGGER_MARKER, record)
+                self._close_working(changes, working, where, work, now, TRIGGER_MARKER, journal)
                 closed_ends[batch_id] = now + window
         for where, work in working.items():
             batch = _open_batch(where, work)
-            record((batches, where, batches.get(where, _MISSING)))
+            journal += (batches, where, batches.get(where, _MISSING))
             self._put_batch(batch)
             changes.batches[where] = batch
         if accepted:
@@ -338,12 +343,12 @@ class MemoryStore(BatchStore):
         work: _Working,
         at: datetime,
         trigger: str,
-        record: Any,
+        journal: list[Any],
     ) -> None:
         del working[where]
         stored = self._batches.get(where)
         if stored is not None:  # the batch as stored before this call
-            record((self._batches, where, stored))
+            journal += (self._batches, where, stored)
             del self._batches[where]
         changes.closed.append(close_batch(_open_batch(where, work), at, trigger))
 
@@ -369,7 +374,7 @@ class MemoryStore(BatchStore):
                 # Its identities' window starts: one entry for the batch, none per identity.
                 expires = emission.emitted_at + rules.dedupe_window
                 self._window_ends[emission.batch_id] = expires
-                self._closed_identities[emission.batch_id] = tuple(applied)
+                self._closed_identities[emission.batch_id] = (emission.bucket, *applied)
                 heapq.heappush(self._expiries, (expires, emission.batch_id))
             if emission.batch_id not in self._pending and emission.batch_id not in self._published:
                 self._pending[emission.batch_id] = _Outboxed(emission)
@@ -511,15 +516,17 @@ class MemoryStore(BatchStore):
             while heap and heap[0][0] <= now:
                 _, batch_id = heapq.heappop(heap)
                 del self._window_ends[batch_id]
-                for identity in self._closed_identities.pop(batch_id, ()):
-                    bucket, key = identity[0], identity[1]
-                    folders = all_folders[bucket]
-                    name = _folder_of(key)
-                    folder = folders[name]
-                    if folder.seen.get(identity) == batch_id:  # not seen anew since
-                        del folder.seen[identity]
+                applied = self._closed_identities.pop(batch_id, ())
+                if not applied:
+                    continue
+                bucket = applied[0]
+                folders = all_folders.get(bucket, {})
+                for name, identity in zip(applied[1::2], applied[2::2], strict=True):
+                    folder = folders.get(name)
+                    if folder is not None and folder[0].get(identity) == batch_id:
+                        del folder[0][identity]  # (not if seen anew since, in a newer batch)
                         removed += 1
-                        if not folder.seen and not folder.sequencers:
+                        if not folder[0] and not folder[1]:
                             self._drop_folder(bucket, name)
             cutoff = now - window
             log = self._sequencer_log
@@ -533,12 +540,12 @@ class MemoryStore(BatchStore):
                         continue  # written again since
                     name = _folder_of(key)
                     found = folders.get(name)
-                    if found is None or found.sequencers.pop(key, None) is None:
+                    if found is None or found[1].pop(key, None) is None:
                         continue  # written once, by this entry, and purged already
                     removed += 1
                     if last is not None:
                         del rewritten_at[key]
-                    if not found.seen and not found.sequencers:
+                    if not found[0] and not found[1]:
                         self._drop_folder(bucket, name)
             return removed
 
@@ -554,7 +561,7 @@ class MemoryStore(BatchStore):
         """(dedupe identities, sequencers) the store holds: what purge bounds."""
         with self._lock:
             folders = [f for by_name in self._folders.values() for f in by_name.values()]
-            return sum(len(f.seen) for f in folders), sum(len(f.sequencers) for f in folders)
+            return sum(len(f[0]) for f in folders), sum(len(f[1]) for f in folders)
 
     def close(self) -> None:
         """Nothing to release."""

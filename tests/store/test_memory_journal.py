@@ -42,13 +42,9 @@ class _FailOn:
 
 
 def _state(store: MemoryStore) -> dict[str, Any]:
-    """Every map of the store, deep-copied (the due heap may keep extra entries: they are lower
-    bounds that the store corrects when they reach the top, so only its valid entries count)."""
+    """Every map of the store, copied (the due heap may keep extra entries: they are lower bounds
+    that the store corrects when they reach the top, so only its valid entries count)."""
     state = {k: copy.deepcopy(v) for k, v in vars(store).items() if k not in ("_lock", "_due")}
-    state["_folders"] = {
-        bucket: {name: (f.seen, f.sequencers) for name, f in folders.items()}
-        for bucket, folders in state["_folders"].items()
-    }
     state["_next_due"] = store.next_due()
     return state
 
