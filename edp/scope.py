@@ -27,15 +27,12 @@ _WILDCARD = re.compile(r"[*?\[]")
 
 def prefix_of(key: str, depth: int) -> str | None:
     """The first ``depth`` directory segments of ``key`` with a trailing ``/``; None if too shallow."""
-    if depth < 1:  # not a setting's value (they are >= 1): as "/".join(key.split(...)) gives
-        return "/".join(key.split("/", depth)[:depth]) + "/"
-    # The key through its depth-th "/": found with str.find, without splitting the key.
-    end = -1
-    for _ in range(depth):
-        end = key.find("/", end + 1)
-        if end < 0:
-            return None
-    return key[: end + 1]
+    # Split no further than needed: the key has at least `depth` directory segments exactly
+    # when there is something after the depth-th "/".
+    segments = key.split("/", depth)
+    if len(segments) <= depth:
+        return None
+    return "/".join(segments[:depth]) + "/"
 
 
 @dataclass(frozen=True)
