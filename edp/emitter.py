@@ -138,7 +138,7 @@ class Emitter:
         """In-scope events with their prefix; ``arrived=None`` uses each event's own time."""
         routed: list[RoutedEvent] = []
         dropped: Counter[str] = Counter()
-        prefix_for = self.scope.prefix_for
+        prefix_for = self.scope.folder_router()
         reliable = self.settings.event_ids_reliable
         append = routed.append
         for event in events:

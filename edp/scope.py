@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,32 @@ class Scope:
     def classify(self, event: ObjectEvent) -> tuple[str | None, str | None]:
         """(prefix, None) for a relevant event, or (None, reason) for one that is dropped."""
         return self.prefix_for(event.bucket, event.key)
+
+    def folder_router(self) -> Callable[[str, str], tuple[str | None, str | None]]:
+        """:meth:`prefix_for`, remembering its answer per (bucket, folder) where nothing else
+        decides it: for a chunk of events, whose files mostly share a few folders.
+
+        Without ignore patterns and a rules file, the answer for a key that is not a folder
+        marker depends on its bucket and its folder only (the bucket filter, the ".quilt/"
+        registry, the prefix depth); with them, every key is looked at (patterns match whole
+        keys). Make one per chunk: it keeps every folder it sees.
+        """
+        if self.globs or self.plain_prefixes or self.rules is not None:
+            return self.prefix_for
+        prefix_for = self.prefix_for
+        known: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+
+        def route(bucket: str, key: str) -> tuple[str | None, str | None]:
+            end = key.rfind("/") + 1
+            if end == len(key):  # a folder marker (or an empty key): not cached
+                return prefix_for(bucket, key)
+            folder = (bucket, key[:end])
+            found = known.get(folder)
+            if found is None:
+                found = known[folder] = prefix_for(bucket, key)
+            return found
+
+        return route
 
     def prefix_for(self, bucket: str, key: str) -> tuple[str | None, str | None]:
         """(prefix, None) for a relevant object, or (None, reason) for one that is dropped: the

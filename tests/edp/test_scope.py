@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edp.events import ObjectEvent
 from edp.scope import Scope, prefix_of
 from tests.helpers import at
@@ -37,3 +40,32 @@ def test_registry_files_folder_markers_and_other_buckets_are_dropped() -> None:
     assert scope.classify(event("i/e/")) == (None, "folder-marker")
     assert scope.classify(event("i/e/x", bucket="else")) == (None, "bucket")
     assert scope.classify(event("i/x")) == ("i/", None)
+
+
+# Keys built from few pieces, so folders repeat and folder markers, ".quilt/" files, shallow keys,
+# empty segments and keys without "/" all come up.
+_piece = st.sampled_from(["", "a", "b", ".quilt", "x.csv", "/"])
+_key = st.lists(_piece, min_size=1, max_size=6).map("/".join).filter(bool)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.sampled_from(["bkt", "other"]), _key), max_size=30),
+    st.integers(1, 4),
+    st.sampled_from([(), ("bkt",)]),
+)
+def test_the_folder_router_answers_as_prefix_for(
+    objects: list[tuple[str, str]], depth: int, buckets: tuple[str, ...]
+) -> None:
+    scope = Scope.build(buckets, (), depth)
+    route = scope.folder_router()
+    for bucket, key in objects:
+        assert route(bucket, key) == scope.prefix_for(bucket, key)
+
+
+def test_the_folder_router_looks_at_every_key_when_patterns_or_rules_decide() -> None:
+    scope = Scope.build((), ["*.tmp"], 2)
+    assert scope.folder_router() == scope.prefix_for
+    route = scope.folder_router()
+    assert route("b", "i/e/a.csv") == ("i/e/", None)
+    assert route("b", "i/e/a.tmp") == (None, "ignored")
