@@ -30,12 +30,18 @@ class FixedClock:
 
 def rfc3339(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, e.g. ``2022-12-08T20:01:34.123Z``."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:  # (the emitter's own times are UTC already)
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def whole_seconds(moment: datetime) -> str:
     """RFC 3339 UTC in whole seconds, the EventBridge envelope's format (``2022-12-08T20:01:34Z``)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    if moment.year < 1000:  # strftime's %Y does not pad such years everywhere; isoformat does
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.isoformat(timespec="seconds")[:-6] + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -108,6 +108,8 @@ def _not_json(text: str) -> BadEventError:
 
 _INCOMPLETE = object()
 _DECODE = json.JSONDecoder().decode  # json.loads with its default decoder, minus the checks
+# json.dumps(..., ensure_ascii=False) makes a new encoder per call (only its defaults are cached).
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> Iterator[Message]:
@@ -306,7 +308,7 @@ def simulate(
             event = eventbridge_event(
                 emission, account=account, region=region, rule=emitter.rule_name(emission.prefix)
             )
-            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            out.write(_ENCODE(event) + "\n")
         summary.emissions += len(ordered)
 
     window = emitter.rules.dedupe_window
