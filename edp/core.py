@@ -230,7 +230,7 @@ def emission_order(emission: Emission) -> tuple[datetime, str, str]:
     return (emission.emitted_at, emission.bucket, emission.prefix)
 
 
-class _Working:
+class WorkingBatch:
     """An open batch that the current call has changed: updated in place per event, and made an
     (immutable) OpenBatch once, when the call ends or closes it."""
 
@@ -280,7 +280,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
     loaded_owner = {where: batch.batch_id for where, batch in batches.items()}
     window_ends: dict[str, datetime] = {}  # batch_id -> end of its dedupe window
     # The batches this call changed, by place (the others stay in ``batches`` as loaded).
-    working: dict[tuple[str, str], _Working] = {}
+    working: dict[tuple[str, str], WorkingBatch] = {}
     accepted = duplicates = stale = 0
     for routed in events:
         event = routed.event
@@ -331,9 +331,9 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
         if work is None:
             if batch is None:
                 batch_id = make_batch_id(event.bucket, prefix, now, event)
-                work = _Working(batch_id, 0, now, event.event_time)
+                work = WorkingBatch(batch_id, 0, now, event.event_time)
             else:
-                work = _Working(
+                work = WorkingBatch(
                     batch.batch_id, batch.count, batch.first_activity, batch.first_event_time
                 )
             working[where] = work
@@ -368,7 +368,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
             _close_working(changes, batches, working, where, work, now, TRIGGER_MARKER)
             window_ends[work.batch_id] = now + window
     for where, work in working.items():
-        batches[where] = changes.batches[where] = _open_batch(where, work)
+        batches[where] = changes.batches[where] = open_batch_of(where, work)
     if accepted:
         changes.counters[ACCEPTED] += accepted
     if duplicates:
@@ -380,7 +380,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
     return changes
 
 
-def _open_batch(where: tuple[str, str], work: _Working) -> OpenBatch:
+def open_batch_of(where: tuple[str, str], work: WorkingBatch) -> OpenBatch:
     return OpenBatch(
         where[0],
         where[1],
@@ -398,16 +398,16 @@ def _open_batch(where: tuple[str, str], work: _Working) -> OpenBatch:
 def _close_working(
     changes: Changes,
     batches: dict[tuple[str, str], OpenBatch],
-    working: dict[tuple[str, str], _Working],
+    working: dict[tuple[str, str], WorkingBatch],
     where: tuple[str, str],
-    work: _Working,
+    work: WorkingBatch,
     at: datetime,
     trigger: str,
 ) -> None:
     del working[where]
     batches.pop(where, None)
     changes.batches.pop(where, None)
-    changes.closed.append(close_batch(_open_batch(where, work), at, trigger))
+    changes.closed.append(close_batch(open_batch_of(where, work), at, trigger))
 
 
 def _close(

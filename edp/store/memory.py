@@ -30,13 +30,13 @@ from edp.core import (
     OpenBatch,
     RoutedEvent,
     Rules,
-    _open_batch,
-    _Working,
+    WorkingBatch,
     close_batch,
     close_due,
     compare_sequencers,
     emission_order,
     make_batch_id,
+    open_batch_of,
     rescheduled,
 )
 from edp.counters import ACCEPTED, DUPLICATE, STALE
@@ -194,7 +194,7 @@ class MemoryStore(BatchStore):
         # result.
         closed_ends: dict[str, datetime] = {}
         # The batches this call changed, by place (updated in place, made OpenBatch at the end).
-        working: dict[Place, _Working] = {}
+        working: dict[Place, WorkingBatch] = {}
         written: dict[str, tuple[list[str], list[str]]] = {}
         bucket: str | None = None
         folders: dict[str, Folder] = {}
@@ -275,9 +275,9 @@ class MemoryStore(BatchStore):
             if work is None:
                 if batch is None:
                     batch_id = make_batch_id(event.bucket, prefix, now, event)
-                    work = _Working(batch_id, 0, now, event.event_time)
+                    work = WorkingBatch(batch_id, 0, now, event.event_time)
                 else:
-                    work = _Working(
+                    work = WorkingBatch(
                         batch.batch_id, batch.count, batch.first_activity, batch.first_event_time
                     )
                 working[where] = work
@@ -322,7 +322,7 @@ class MemoryStore(BatchStore):
                 self._close_working(changes, working, where, work, now, TRIGGER_MARKER, journal)
                 closed_ends[batch_id] = now + window
         for where, work in working.items():
-            batch = _open_batch(where, work)
+            batch = open_batch_of(where, work)
             journal += (batches, where, batches.get(where, _MISSING))
             self._put_batch(batch)
             changes.batches[where] = batch
@@ -338,9 +338,9 @@ class MemoryStore(BatchStore):
     def _close_working(
         self,
         changes: Changes,
-        working: dict[Place, _Working],
+        working: dict[Place, WorkingBatch],
         where: Place,
-        work: _Working,
+        work: WorkingBatch,
         at: datetime,
         trigger: str,
         journal: list[Any],
@@ -350,7 +350,7 @@ class MemoryStore(BatchStore):
         if stored is not None:  # the batch as stored before this call
             journal += (self._batches, where, stored)
             del self._batches[where]
-        changes.closed.append(close_batch(_open_batch(where, work), at, trigger))
+        changes.closed.append(close_batch(open_batch_of(where, work), at, trigger))
 
     def _put_batch(self, batch: OpenBatch) -> None:
         where = (batch.bucket, batch.prefix)
