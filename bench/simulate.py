@@ -110,6 +110,29 @@ def compile_bytecode() -> int:
     return fresh
 
 
+def instructions(command: list[str]) -> int:
+    """Instructions one child process executes (valgrind --tool=callgrind), start-up included."""
+    import re
+    import shutil
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (apt install valgrind)")
+    # The interpreter itself, not a launcher script (pyenv's shims are shell scripts).
+    command = [os.path.realpath(sys.executable), *command[1:]]
+    done = subprocess.run(
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count from callgrind: {done.stderr[-300:]}")
+    return int(found.group(1))
+
+
 def simulate_command(path: Path, db: str | None) -> list[str]:
     command = [sys.executable, "-m", "edp.cli", "simulate", str(path)]
     return command + (["--db", db] if db else [])
@@ -121,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-events", type=int, default=1_000_000, help="0: skip")
     parser.add_argument("--db", help="store URL for simulate (default: its own memory://)")
     parser.add_argument("--rounds", type=int, default=3, help="best of N for the timings")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count the instructions of both on the first N events under valgrind's "
+        "callgrind (the same every run, whatever the machine's load; about a minute per 20k)",
+    )
     args = parser.parse_args(argv)
 
     compiled = compile_bytecode()
@@ -143,6 +174,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{'ratio (best of ' + str(args.rounds) + ')':<34}{wall_ratio:>8.2f}x{cpu_ratio:>8.2f}x"
         )
         print(f"summary line: {runs[0][3].strip().splitlines()[-1]}")
+        if args.instructions:
+            head = Path(tmp) / f"events-{args.instructions}.jsonl"
+            with small.open("rb") as source, head.open("wb") as out:
+                for _, line in zip(range(args.instructions), source, strict=False):
+                    out.write(line)
+            floor_n = instructions([sys.executable, "-c", FLOOR, str(head)])
+            sim_n = instructions(simulate_command(head, args.db))
+            print(
+                f"instructions on {args.instructions:,} events (callgrind): floor {floor_n:,}, "
+                f"edp simulate {sim_n:,}: {sim_n / floor_n:.2f}x"
+            )
 
         print()
         print(f"{'peak RSS of edp simulate':<34}{'MiB':>9}")
