@@ -76,7 +76,7 @@ class ObjectEvent:
         cached = fields.get("_identity", _UNSET)
         if cached is not _UNSET:
             return cached  # type: ignore[no-any-return]
-        text = self.identity_text()
+        text = self._identity_text()
         if text is None:
             fields["_identity"] = None
             return None
@@ -91,12 +91,10 @@ class ObjectEvent:
         A store upgraded from schema 1 still looks these up until its old rows have expired,
         so an event delivered before the upgrade and again after it is still a duplicate.
         """
-        text = self.identity_text()
+        text = self._identity_text()
         return None if text is None else _digest(text)
 
-    def identity_text(self) -> str | None:
-        """What identity() digests (None: the same); a store that keeps identities in memory
-        only can use it as it is, without the digest."""
+    def _identity_text(self) -> str | None:
         bucket, key, kind = self.bucket, self.key, self.kind
         # Length-prefixed fields, so no field's content can be mistaken for a separator.
         if self.version_id is not None or self.sequencer is not None:

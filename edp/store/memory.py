@@ -40,6 +40,7 @@ from edp.core import (
     rescheduled,
 )
 from edp.counters import ACCEPTED, DUPLICATE, STALE
+from edp.events import ObjectEvent
 from edp.store.base import (
     BatchStore,
     PendingBatch,
@@ -48,7 +49,7 @@ from edp.store.base import (
 )
 
 Place = tuple[str, str]  # (bucket, prefix)
-Identity = str  # ObjectEvent.identity_text(): what identity() digests (no digest needed here)
+Identity = str  # identity_in_folder(): an event's identity among its folder's
 
 # What a journal entry's last field says, when it is not the value the entry's key had before.
 _MISSING: Any = object()  # the key was absent: undone by deleting it
@@ -81,9 +82,10 @@ def _undo(journal: list[Any]) -> None:
 # One folder of a bucket: (its dedupe identities, its sequencers). The identities map each identity
 # to the batch it was applied to, open or closed; the identity is inside the dedupe window while
 # that batch is open or its window (MemoryStore._window_ends) has not ended. The sequencers map
-# each key to its highest sequencer. A tuple of two dicts of strings: nothing in it for the
-# garbage collector to follow, whatever the number of folders.
-Folder = tuple[dict[Identity, str], dict[str, str]]
+# each key to its highest sequencer. Then the folder's name (one string for all the folder's
+# identities that batches list). Dicts of strings and a string: nothing in it for the garbage
+# collector to follow, whatever the number of folders.
+Folder = tuple[dict[Identity, str], dict[str, str], str]
 
 
 @dataclass
@@ -98,6 +100,28 @@ class _Outboxed:
 def astuple_emission(emission: Emission) -> tuple[Any, ...]:
     """Emission(*row) gives it back (dataclasses.astuple, without its deep copy)."""
     return tuple(getattr(emission, f.name) for f in fields(Emission))
+
+
+def identity_in_folder(event: ObjectEvent, name_at: int) -> str | None:
+    """What tells the event apart from the other writes of its folder (the bucket and folder are
+    the map it is kept in): identity()'s fields without them and without the digest, shorter
+    than the digest's hex (the file's name, not its key). None when identity() is None.
+
+    ``name_at``: where the file's name starts in the key (after its last "/"). Injective: the
+    form, the kind's initial ("c", "d"), then length-prefixed fields, then the name.
+    """
+    fields = event.__dict__
+    version, sequencer = fields["version_id"], fields["sequencer"]
+    if version is not None or sequencer is not None:
+        version, sequencer = version or "", sequencer or ""
+        return (
+            f"v{fields['kind'][0]}{len(version)}:{version}{len(sequencer)}:{sequencer}"
+            f"{fields['key'][name_at:]}"
+        )
+    event_id = fields["event_id"]
+    if event_id is not None:
+        return f"i{fields['kind'][0]}{len(event_id)}:{event_id}{fields['key'][name_at:]}"
+    return None
 
 
 def _folder_of(key: str) -> str:
@@ -232,7 +256,8 @@ class MemoryStore(BatchStore):
                         closed_ends[batch.batch_id] = due[0] + window
                         batch = None
             key = event.key
-            identity = event.identity_text()
+            end = key.rfind("/") + 1
+            identity = identity_in_folder(event, end)
             folder: Folder | None = None
             if identity is not None:  # (an event with a sequencer always has an identity)
                 if event.bucket != bucket:
@@ -246,10 +271,10 @@ class MemoryStore(BatchStore):
                     if pair is None:
                         pair = written[bucket] = ([], [])
                     written_keys, rewritten_keys = pair
-                name = key[: key.rfind("/") + 1]
+                name = key[:end]
                 folder = folders.get(name)
                 if folder is None:
-                    folder = folders[name] = ({}, {})
+                    folder = folders[name] = ({}, {}, name)
                     journal += (folders, name, _MISSING)
                 owner = folder[0].get(identity)
                 if owner is not None:
@@ -312,7 +337,7 @@ class MemoryStore(BatchStore):
                 if applied is None:
                     applied = identities[batch_id] = []
                     journal += (identities, batch_id, _MISSING)
-                applied += (name, identity)
+                applied += (folder[2], identity)  # the folder's own name: one string
                 journal += (applied, None, _PAIR_APPENDED)
             accepted += 1
             if work.count >= limits.threshold_count:
