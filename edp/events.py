@@ -162,7 +162,7 @@ def parse_message(
     try:
         # The commonest message, one EventBridge event, straight to its fast path (else _parse
         # tries it again on its way to the general path, which names what is wrong).
-        if type(raw) is dict and raw.get("source") == "aws.s3" and "detail-type" in raw:
+        if type(raw) is dict and raw.get("source") == "aws.s3":
             event = _eventbridge_fast(raw, eventbridge_keys_encoded)
             if event is not None:
                 result.events = [event]
@@ -295,6 +295,10 @@ def _eventbridge(obj: Mapping[str, Any], encoded: bool, where: str, into: Parsed
 # Parsed event times by their text: a stream's events share their seconds (bounded: cleared when full).
 _TIMES: dict[str, datetime] = {}
 _TIMES_MAX = 4096
+# Bucket names that passed the fast path's own checks (length, "/", line breaks): a stream's
+# events come from a few buckets (bounded: cleared when full).
+_BUCKETS: set[str] = set()
+_BUCKETS_MAX = 1024
 # Each "%XX" escape (either case) as the character of its byte value, for decoding ASCII keys.
 _HEX_DIGITS = "0123456789ABCDEFabcdef"
 _ESCAPED = {a + b: chr(int(a + b, 16)) for a in _HEX_DIGITS for b in _HEX_DIGITS}
@@ -341,8 +345,12 @@ def _fast_event(
     bucket, key = holder.get("name"), target.get("key")
     if type(bucket) is not str or type(key) is not str or not bucket or not key:
         return None
-    if len(bucket) > 255 or "/" in bucket or "\r" in bucket or "\n" in bucket:
-        return None
+    if bucket not in _BUCKETS:
+        if len(bucket) > 255 or "/" in bucket or "\r" in bucket or "\n" in bucket:
+            return None
+        if len(_BUCKETS) >= _BUCKETS_MAX:
+            _BUCKETS.clear()
+        _BUCKETS.add(bucket)
     if decode and ("%" in key or "+" in key):
         # Decoding shrinks a key threefold at most ("%XX" to one byte): this one is over the
         # limit either way; the general path rejects it, naming the field.
