@@ -279,6 +279,10 @@ def _joined_lines(head: bytes, stream: IO[bytes]) -> Iterator[bytes]:
 
 
 # --- playing --------------------------------------------------------------------------------
+# json.dumps(value, ensure_ascii=False), without making its encoder for every emission.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
 @dataclass
 class Summary:
     """What a run did, for the one line printed on stderr at the end."""
@@ -323,7 +327,7 @@ def simulate(
             event = eventbridge_event(
                 emission, account=account, region=region, rule=emitter.rule_name(emission.prefix)
             )
-            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            out.write(_ENCODE(event) + "\n")
         summary.emissions += len(ordered)
 
     window = emitter.rules.dedupe_window
