@@ -158,7 +158,6 @@ def parse_message(
     # One result for the whole message, filled in place: an envelope's layers add to it rather
     # than each making and merging its own (a Parsed and its Counter cost as much as an event).
     result = _new(Parsed)
-    result.ignored = dict.__new__(Counter)  # what Counter() makes, without its Python __init__
     try:
         # The commonest message, one EventBridge event, straight to its fast path (else _parse
         # tries it again on its way to the general path, which names what is wrong).
@@ -166,8 +165,10 @@ def parse_message(
             event = _eventbridge_fast(raw, eventbridge_keys_encoded)
             if event is not None:
                 result.events = [event]
+                result.ignored = dict.__new__(Counter)
                 return result
         result.events = []
+        result.ignored = dict.__new__(Counter)  # what Counter() makes, without its Python __init__
         _parse(
             raw if type(raw) is dict else _load(raw, "message"),
             eventbridge_keys_encoded,
