@@ -158,9 +158,17 @@ def parse_message(
     # One result for the whole message, filled in place: an envelope's layers add to it rather
     # than each making and merging its own (a Parsed and its Counter cost as much as an event).
     result = _new(Parsed)
-    result.events = []
-    result.ignored = dict.__new__(Counter)  # what Counter() makes, without its Python __init__
     try:
+        # The commonest message, one EventBridge event, straight to its fast path (else _parse
+        # tries it again on its way to the general path, which names what is wrong).
+        if type(raw) is dict and raw.get("source") == "aws.s3":
+            event = _eventbridge_fast(raw, eventbridge_keys_encoded)
+            if event is not None:
+                result.events = [event]
+                result.ignored = dict.__new__(Counter)
+                return result
+        result.events = []
+        result.ignored = dict.__new__(Counter)  # what Counter() makes, without its Python __init__
         _parse(
             raw if type(raw) is dict else _load(raw, "message"),
             eventbridge_keys_encoded,
@@ -288,6 +296,10 @@ def _eventbridge(obj: Mapping[str, Any], encoded: bool, where: str, into: Parsed
 # Parsed event times by their text: a stream's events share their seconds (bounded: cleared when full).
 _TIMES: dict[str, datetime] = {}
 _TIMES_MAX = 4096
+# Bucket names that passed the fast path's own checks (length, "/", line breaks): a stream's
+# events come from a few buckets (bounded: cleared when full).
+_BUCKETS: set[str] = set()
+_BUCKETS_MAX = 1024
 # Each "%XX" escape (either case) as the character of its byte value, for decoding ASCII keys.
 _HEX_DIGITS = "0123456789ABCDEFabcdef"
 _ESCAPED = {a + b: chr(int(a + b, 16)) for a in _HEX_DIGITS for b in _HEX_DIGITS}
@@ -334,8 +346,12 @@ def _fast_event(
     bucket, key = holder.get("name"), target.get("key")
     if type(bucket) is not str or type(key) is not str or not bucket or not key:
         return None
-    if len(bucket) > 255 or "/" in bucket or "\r" in bucket or "\n" in bucket:
-        return None
+    if bucket not in _BUCKETS:
+        if len(bucket) > 255 or "/" in bucket or "\r" in bucket or "\n" in bucket:
+            return None
+        if len(_BUCKETS) >= _BUCKETS_MAX:
+            _BUCKETS.clear()
+        _BUCKETS.add(bucket)
     if decode and ("%" in key or "+" in key):
         # Decoding shrinks a key threefold at most ("%XX" to one byte): this one is over the
         # limit either way; the general path rejects it, naming the field.
@@ -346,16 +362,22 @@ def _fast_event(
     if size is not None and (type(size) is not int or not 0 <= size <= MAX_SIZE):
         return None
     etag, version, sequencer = target.get(names[0]), target.get(names[1]), target.get(names[2])
-    if not (
-        (etag is None or type(etag) is str)
-        and (version is None or type(version) is str)
-        and (sequencer is None or type(sequencer) is str)
-        and (event_id is None or type(event_id) is str)
-    ):
-        return None
     # Every text field at once: one scan for NUL, one for non-ASCII, instead of one each per
     # field; the optional fields' total length bounds each of them (longer go the general way).
-    text = f"{bucket}{key}{etag or ''}{version or ''}{sequencer or ''}{event_id or ''}"
+    # Joining them checks their types too: a field neither None nor text is a TypeError.
+    try:
+        text = "".join(
+            (
+                bucket,
+                key,
+                "" if etag is None else etag,
+                "" if version is None else version,
+                "" if sequencer is None else sequencer,
+                "" if event_id is None else event_id,
+            )
+        )
+    except TypeError:
+        return None
     if len(text) - len(bucket) - len(key) > MAX_FIELD_CHARS or "\x00" in text:
         return None
     if text.isascii():

@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -107,9 +107,16 @@ def _not_json(text: str) -> BadEventError:
 
 
 _INCOMPLETE = object()
-_DECODE = json.JSONDecoder().decode  # json.loads with its default decoder, minus the checks
-# json.dumps(..., ensure_ascii=False) makes a new encoder per call (only its defaults are cached).
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_DECODER = json.JSONDecoder()
+_DECODE = _DECODER.decode  # json.loads with its default decoder, minus the checks
+# What decode() runs, without its Python layers: the C scanner, (value, end) of the JSON value
+# starting at index 0 (StopIteration when none does; it clears its key memo after every call).
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_LINE_ENDS = frozenset(("\n", "", "\r\n"))  # what may follow the value: decode()'s result then
+# Lines the scanner reads alone: nested at most half as deep as they are long, far below the
+# recursion limit, so that decode()'s two Python frames fewer cannot change a line's fate (a longer
+# line, nested just deep enough to fail inside decode(), would not fail without it).
+_SCAN_BYTES = 1600
 
 
 def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> Iterator[Message]:
@@ -118,9 +125,17 @@ def _json_lines(number: int, line: bytes, rest: Iterator[tuple[int, bytes]]) -> 
     while True:
         for number, line in source:
             # The common case first: one whole message on the line, read as json.loads reads it.
+            # The scanner alone when the value starts the line and only its end follows (what
+            # decode() would return); decode() itself for anything else after the value.
             try:
-                value = _DECODE(line.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
+                whole = line.decode()
+                if len(line) < _SCAN_BYTES:
+                    value, end = _SCAN(whole, 0)
+                    if whole[end:] not in _LINE_ENDS:
+                        value = _DECODE(whole)
+                else:
+                    value = _DECODE(whole)
+            except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
                 pass  # the cases below say what it is (blank, broken, or spread over lines)
             else:
                 yield number, value
@@ -264,6 +279,10 @@ def _joined_lines(head: bytes, stream: IO[bytes]) -> Iterator[bytes]:
 
 
 # --- playing --------------------------------------------------------------------------------
+# json.dumps(value, ensure_ascii=False), without making its encoder for every emission.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
 @dataclass
 class Summary:
     """What a run did, for the one line printed on stderr at the end."""

@@ -84,6 +84,37 @@ def test_a_broken_line_does_not_swallow_the_lines_after_it() -> None:
     assert json.loads(out)["detail"]["count"] == 2
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"a": [1, "x"]}\n',
+        b'{"a": 1}',  # the last line, without its newline
+        b'{"a": 1}\r\n',
+        b'  {"a": 1}\n',
+        b'{"a": 1} \t \n',
+        b'{"a": 1}\x0b\n',  # not JSON whitespace
+        b'{"a": 1} x\n',
+        b'{"a": 1}{"b": 2}\n',
+        b"1 2\n",
+        b'"text"\n',
+        b"[1, 2]\n",
+        b"12345\n",
+        b'{"a": 1}\n\n',
+        b"\xef\xbb\xbf{}\n",  # a byte order mark
+        b"[" * 700 + b"]" * 700 + b"\n",  # the scanner alone
+        b"[" * 900 + b"]" * 900 + b"\n",  # decode(), as ever
+    ],
+)
+def test_a_json_line_is_read_as_json_loads_reads_it(line: bytes) -> None:
+    messages = list(sim.read_messages(io.BytesIO(line)))
+    try:
+        expected = json.loads(line.decode("utf-8"))
+    except ValueError:
+        assert [type(value) for _, value in messages] == [sim.BadEventError]
+    else:
+        assert messages == [(1, expected)]
+
+
 def test_non_utf8_bytes_are_one_clear_line_per_bad_line_and_exit_1() -> None:
     stream = jsonl(eb_event("a/b/1.csv", 0)).encode() + b'{"key": "caf\xe9"}\n'
     stream += jsonl(eb_event("a/b/2.csv", 1)).encode()
