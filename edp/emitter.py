@@ -141,6 +141,7 @@ class Emitter:
         prefix_for = self.scope.folder_router()
         reliable = self.settings.event_ids_reliable
         append = routed.append
+        new = tuple.__new__  # RoutedEvent(...) without its Python-level __new__: once per event
         for event in events:
             prefix, reason = prefix_for(event.bucket, event.key)
             if prefix is None:
@@ -148,7 +149,7 @@ class Emitter:
             else:
                 if not reliable:
                     event = without_ids(event)
-                append(RoutedEvent(event, prefix, arrived or event.event_time))
+                append(new(RoutedEvent, (event, prefix, arrived or event.event_time)))
         return routed, dropped
 
     # --- accepting messages ---------------------------------------------------------------
