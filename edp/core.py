@@ -252,6 +252,25 @@ class WorkingBatch:
         self.first_activity = self.last_activity = self.due_at = first_activity
         self.first_event_time = self.last_event_time = first_event_time
 
+    @classmethod
+    def start(
+        cls, batch: OpenBatch | None, where: tuple[str, str], now: datetime, event: ObjectEvent
+    ) -> WorkingBatch:
+        """The place's batch as a call starts changing it: ``batch`` (the open one, as stored),
+        or a new one that ``event`` opens at ``now``."""
+        if batch is None:
+            return cls(make_batch_id(where[0], where[1], now, event), 0, now, event.event_time)
+        return cls(batch.batch_id, batch.count, batch.first_activity, batch.first_event_time)
+
+    def touch(self, now: datetime, event_time: datetime, limits: Rules) -> None:
+        """An event applied to the batch at ``now``: its activity and its due time move on."""
+        self.last_activity = now
+        self.last_event_time = event_time
+        if limits.max_age is None:
+            self.due_at = now + limits.threshold_duration  # due_time, inlined: once per event
+        else:
+            self.due_at = limits.due_time(self.first_activity, now)
+
 
 def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules) -> Changes:
     """Apply events in order to the snapshot (which is updated in place) and return the changes."""
@@ -325,14 +344,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
             sequencers[seq_key] = sequencer
             changed_sequencers[seq_key] = sequencer
         if work is None:
-            if batch is None:
-                batch_id = make_batch_id(event.bucket, prefix, now, event)
-                work = WorkingBatch(batch_id, 0, now, event.event_time)
-            else:
-                work = WorkingBatch(
-                    batch.batch_id, batch.count, batch.first_activity, batch.first_event_time
-                )
-            working[where] = work
+            work = working[where] = WorkingBatch.start(batch, where, now, event)
         member = (work.batch_id, event.key)
         if event.kind == "created":
             if member not in members:
@@ -345,12 +357,7 @@ def apply_events(snapshot: Snapshot, events: Sequence[RoutedEvent], rules: Rules
             removed.add(member)
             added.discard(member)
             work.count -= 1
-        work.last_activity = now
-        work.last_event_time = event.event_time
-        if limits.max_age is None:
-            work.due_at = now + limits.threshold_duration  # due_time, inlined: once per event
-        else:
-            work.due_at = limits.due_time(work.first_activity, now)
+        work.touch(now, event.event_time, limits)
         if identity is not None:
             seen.add(identity)
             changed_seen[identity] = work.batch_id

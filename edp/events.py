@@ -112,11 +112,6 @@ class ObjectEvent:
         return None
 
 
-# An identity's first IDENTITY_TAG characters name the object's folder (see identity()): stores
-# may group identities by them, since one folder's files arrive together.
-IDENTITY_TAG = 8
-
-
 # Copied for each digest: a copy costs about half of making a blake2b with its parameters.
 _BLAKE2B_16 = hashlib.blake2b(digest_size=16)
 

@@ -35,7 +35,6 @@ from edp.core import (
     close_due,
     compare_sequencers,
     emission_order,
-    make_batch_id,
     open_batch_of,
     rescheduled,
 )
@@ -298,14 +297,7 @@ class MemoryStore(BatchStore):
                     sequencers[key] = sequencer
                     written_keys.append(key)
             if work is None:
-                if batch is None:
-                    batch_id = make_batch_id(event.bucket, prefix, now, event)
-                    work = WorkingBatch(batch_id, 0, now, event.event_time)
-                else:
-                    work = WorkingBatch(
-                        batch.batch_id, batch.count, batch.first_activity, batch.first_event_time
-                    )
-                working[where] = work
+                work = working[where] = WorkingBatch.start(batch, where, now, event)
             batch_id = work.batch_id
             created = event.kind == "created"
             if created:
@@ -323,12 +315,7 @@ class MemoryStore(BatchStore):
                     keys.discard(key)
                     journal += (keys, key, _DISCARDED)
                     work.count -= 1
-            work.last_activity = now
-            work.last_event_time = event.event_time
-            if limits.max_age is None:
-                work.due_at = now + limits.threshold_duration  # due_time, inlined: once per event
-            else:
-                work.due_at = limits.due_time(work.first_activity, now)
+            work.touch(now, event.event_time, limits)
             if folder is not None and identity is not None:
                 seen = folder[0]
                 journal += (seen, identity, seen.get(identity, _MISSING))
