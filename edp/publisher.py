@@ -35,6 +35,11 @@ DEFAULT_REGION = "us-east-1"
 logger = logging.getLogger(__name__)
 
 
+# json.dumps(value, ensure_ascii=False) for what is published or printed, with one encoder made
+# once (json.dumps makes one per call when given any argument).
+to_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def detail_of(emission: Emission, rule: str | None = None) -> dict[str, Any]:
     """The event's detail: Quilt's three fields first, then ours; ``rule`` when a rules file is
     in force (the name of the rule the batch's prefix matches, or "default")."""
@@ -58,7 +63,7 @@ def put_events_entry(emission: Emission, event_bus: str, rule: str | None = None
         "Source": SOURCE,
         "DetailType": DETAIL_TYPE,
         "Resources": [f"arn:aws:s3:::{emission.bucket}"],
-        "Detail": json.dumps(detail_of(emission, rule), ensure_ascii=False),
+        "Detail": to_json(detail_of(emission, rule)),
         "EventBusName": event_bus,
         "Time": emission.emitted_at,
     }
@@ -247,7 +252,7 @@ class Publisher:
                 event_id=event_id,
                 rule=self.rule_for(emission),
             )
-            body = json.dumps(event, ensure_ascii=False)
+            body = to_json(event)
             for attempt in range(1, self.max_attempts + 1):
                 try:
                     self._sns.publish(

@@ -23,7 +23,7 @@ from edp.counters import ACCEPTED, DUPLICATE, STALE, by_reason
 from edp.emitter import Emitter
 from edp.errors import BadEventError
 from edp.events import Parsed, parse_message
-from edp.publisher import eventbridge_event
+from edp.publisher import eventbridge_event, to_json
 
 CHUNK_EVENTS = 1000  # events per store transaction; chunking does not change the output
 DEFAULT_STORE = "memory://"  # without --db: the run's own store, gone when it ends
@@ -279,10 +279,6 @@ def _joined_lines(head: bytes, stream: IO[bytes]) -> Iterator[bytes]:
 
 
 # --- playing --------------------------------------------------------------------------------
-# json.dumps(value, ensure_ascii=False), without making its encoder for every emission.
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
-
-
 @dataclass
 class Summary:
     """What a run did, for the one line printed on stderr at the end."""
@@ -327,7 +323,7 @@ def simulate(
             event = eventbridge_event(
                 emission, account=account, region=region, rule=emitter.rule_name(emission.prefix)
             )
-            out.write(_ENCODE(event) + "\n")
+            out.write(to_json(event) + "\n")
         summary.emissions += len(ordered)
 
     window = emitter.rules.dedupe_window
