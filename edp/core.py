@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from edp.counters import ACCEPTED, DUPLICATE, STALE
-from edp.events import ObjectEvent
+from edp.events import ObjectEvent, earlier_forms
 
 TRIGGER_COUNT = "count"
 TRIGGER_DURATION = "duration"
@@ -163,9 +163,10 @@ def make_batch_id(bucket: str, prefix: str, opened: datetime, first: ObjectEvent
     sort together, so the stores' indexes keyed by batch id (members, dedupe identities, outbox)
     take new rows at one end instead of on a random page each.
     """
-    seed = "\0".join(
-        (bucket, prefix, opened.isoformat(), first.key, first.kind, first.identity() or "")
-    )
+    identity = first.identity()
+    # The identity in its schema-2 form, so a stream gives the same ids as under earlier versions.
+    seeded = earlier_forms(identity)[1] if identity else ""
+    seed = "\0".join((bucket, prefix, opened.isoformat(), first.key, first.kind, seeded))
     digest = hashlib.sha256(seed.encode("utf-8", "surrogatepass")).digest()
     millis = max(0, (opened - _EPOCH) // _MILLISECOND) & _MILLIS_MASK
     value = (millis << 80) | int.from_bytes(digest[6:16], "big")

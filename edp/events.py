@@ -64,11 +64,15 @@ class ObjectEvent:
     def identity(self) -> str | None:
         """What makes two deliveries the same event, or None when they cannot be told apart.
 
-        Computed once per event (the store and the rules both ask for it). 40 hex digits: a
-        32-bit tag of the object's bucket and folder, then a 128-bit digest of the event. The
-        tag keeps the identities of one folder's files next to each other in a store's index,
-        so a chunk of events writes a few index pages, not one page per event (a digest alone
-        scatters them, which made a store's cost per event grow with its history).
+        Computed once per event (the store and the rules both ask for it). 50 hex digits: a
+        32-bit tag of the object's bucket and folder, the first 10 hex digits of the event's
+        sequencer (zeros without one, or when they are not hex), then a 128-bit digest of the
+        event. S3's sequencers begin with the event's time (10 hex digits of epoch seconds), so
+        one folder's identities sort by time in a store's index, and a chunk of events appends
+        to a few index pages instead of writing one page per event across the folder's history
+        (a digest alone scatters them; SQLite's cost per event then grew with a folder's size).
+        Every part comes from fields the identity already covers, so two deliveries of one
+        event still have one identity. ``earlier_forms`` gives the forms older stores kept.
         """
         # The cache lives in the instance's __dict__ (a frozen dataclass refuses setattr); no
         # KeyError on the first call: raising and catching one cost more than the digest.
@@ -81,18 +85,11 @@ class ObjectEvent:
             fields["_identity"] = None
             return None
         key = self.key
-        digest = _folder_tag(self.bucket, key[: key.rfind("/") + 1]) + _digest(text)
-        fields["_identity"] = digest
-        return digest
-
-    def legacy_identity(self) -> str | None:
-        """The identity as edp before schema 2 stored it (the digest alone, 32 hex digits).
-
-        A store upgraded from schema 1 still looks these up until its old rows have expired,
-        so an event delivered before the upgrade and again after it is still a duplicate.
-        """
-        text = self._identity_text()
-        return None if text is None else _digest(text)
+        head = (self.sequencer or "")[:ORDER_DIGITS]
+        order = _NO_ORDER if head.strip(_HEX_DIGITS) else head.upper().ljust(ORDER_DIGITS, "0")
+        identity = _folder_tag(self.bucket, key[: key.rfind("/") + 1]) + order + _digest(text)
+        fields["_identity"] = identity
+        return identity
 
     def _identity_text(self) -> str | None:
         bucket, key, kind = self.bucket, self.key, self.kind
@@ -110,6 +107,20 @@ class ObjectEvent:
                 f"{len(event_id)}:{event_id}"
             )
         return None
+
+
+TAG_DIGITS = 8  # an identity's folder tag
+ORDER_DIGITS = 10  # then the sequencer's first digits
+IDENTITY_LENGTH = TAG_DIGITS + ORDER_DIGITS + 32
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+_NO_ORDER = "0" * ORDER_DIGITS
+
+
+def earlier_forms(identity: str) -> tuple[str, str]:
+    """The forms in which stores written by an earlier edp kept this identity: the bare digest
+    (SQLite schema 1, PostgreSQL 2), then folder tag and digest (SQLite 2, PostgreSQL 3)."""
+    digest = identity[TAG_DIGITS + ORDER_DIGITS :]
+    return digest, identity[:TAG_DIGITS] + digest
 
 
 # Copied for each digest: a copy costs about half of making a blake2b with its parameters.

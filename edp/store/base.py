@@ -16,15 +16,17 @@ from datetime import datetime, timedelta
 
 from edp.core import Changes, Emission, OpenBatch, RoutedEvent, Rules, Snapshot, apply_events
 from edp.counters import emitted
+from edp.events import IDENTITY_LENGTH, earlier_forms
 
-# 2: dedupe identities carry a folder tag and batch ids are time-ordered (ObjectEvent.identity,
-# make_batch_id); stores upgraded from 1 also look up the old identities until those expire.
-SCHEMA_VERSION = 2
-# A meta row, present while identities written under schema 1 may still be stored.
+# SQLite's schema (PostgreSQL's is pg_schema.SCHEMA_VERSION). 2: dedupe identities carry a folder
+# tag and batch ids are time-ordered (make_batch_id); 3: identities carry the sequencer's first
+# digits after the tag (ObjectEvent.identity). A store upgraded from an earlier schema also looks
+# up its identities' earlier forms until those expire.
+SCHEMA_VERSION = 3
+# A meta row, present while identities of an earlier form may still be stored.
 LEGACY_IDENTITIES = "legacy_identities"
-LEGACY_IDENTITY_LENGTH = 32  # hex digits of a schema-1 identity (a schema-2 one has 40)
-# Whether any identity of the old form is left (purge asks, while the meta row is there).
-LEGACY_LEFT = f"SELECT 1 FROM seen WHERE length(identity) = {LEGACY_IDENTITY_LENGTH} LIMIT 1"
+# Whether any identity of an earlier form is left (purge asks, while the meta row is there).
+LEGACY_LEFT = f"SELECT 1 FROM seen WHERE length(identity) <> {IDENTITY_LENGTH} LIMIT 1"
 
 
 @dataclass
@@ -189,12 +191,13 @@ def apply_to_snapshot(
 def identities_to_look_up(events: Sequence[RoutedEvent], legacy: bool) -> dict[str, str]:
     """The stored forms to look up for these events' identities, each mapped to the identity it
     stands for: the identity itself and, with ``legacy`` (a store that may still hold identities
-    written under schema 1), its old form too."""
+    written by an earlier edp), its earlier forms too."""
     found: dict[str, str] = {}
     for routed in events:
         identity = routed.event.identity()
         if identity is not None:
             found[identity] = identity
             if legacy:
-                found[routed.event.legacy_identity() or identity] = identity
+                for form in earlier_forms(identity):
+                    found[form] = identity
     return found

@@ -67,6 +67,11 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO meta (name, value) SELECT 'legacy_identities', '1'
         WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT (name) DO NOTHING;
     """,
+    # 3 -> 4: identities gained the sequencer's first digits after the folder tag; as above.
+    """
+    INSERT INTO meta (name, value) SELECT 'legacy_identities', '1'
+        WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT (name) DO NOTHING;
+    """,
 )
 
 

@@ -205,24 +205,27 @@ class SqliteStore(BatchStore):
                     "upgrade edp"
                 )
             elif int(row[0]) < SCHEMA_VERSION:
-                # 1 -> 2: a closed batch's dedupe expiry moves from each of its identities' rows
-                # (seen.expires_at, no longer written) to one row in `closed`.
-                db.execute(
-                    "INSERT OR REPLACE INTO closed SELECT batch_id, MAX(expires_at) FROM seen "
-                    "WHERE expires_at IS NOT NULL GROUP BY batch_id"
-                )
-                db.execute("UPDATE seen SET expires_at = NULL WHERE expires_at IS NOT NULL")
-                # Identities stored so far are in the old form; look those up as well until
-                # purge finds none left.
-                if db.execute("SELECT 1 FROM seen LIMIT 1").fetchone() is not None:
-                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (LEGACY_IDENTITIES,))
-                db.execute(
-                    "UPDATE meta SET value=? WHERE name='schema_version'", (str(SCHEMA_VERSION),)
-                )
+                self._upgrade(db, int(row[0]))
             self._legacy_identities = (
                 db.execute("SELECT 1 FROM meta WHERE name=?", (LEGACY_IDENTITIES,)).fetchone()
                 is not None
             )
+
+    @staticmethod
+    def _upgrade(db: sqlite3.Connection, version: int) -> None:
+        if version < 2:
+            # 1 -> 2: a closed batch's dedupe expiry moves from each of its identities' rows
+            # (seen.expires_at, no longer written) to one row in `closed`.
+            db.execute(
+                "INSERT OR REPLACE INTO closed SELECT batch_id, MAX(expires_at) FROM seen "
+                "WHERE expires_at IS NOT NULL GROUP BY batch_id"
+            )
+            db.execute("UPDATE seen SET expires_at = NULL WHERE expires_at IS NOT NULL")
+        # 1 -> 2 and 2 -> 3 change the identity's form: those stored so far are looked up in
+        # their earlier forms as well until purge finds none left.
+        if db.execute("SELECT 1 FROM seen LIMIT 1").fetchone() is not None:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (LEGACY_IDENTITIES,))
+        db.execute("UPDATE meta SET value=? WHERE name='schema_version'", (str(SCHEMA_VERSION),))
 
     def schema_version(self) -> int:
         with self._lock:

@@ -1,10 +1,12 @@
-"""A store written before dedupe identities carried a folder tag keeps its duplicates duplicates.
+"""A store written by an earlier edp keeps its duplicates duplicates after the upgrade.
 
-Schema 1 (SQLite) and 2 (PostgreSQL) stored each identity as a bare 32-hex digest, and SQLite kept
-a closed batch's dedupe expiry on every identity row. The stores here are made with the current
-code, then turned back into that layout with SQL, reopened (which migrates them) and fed the same
-events again: every one must be a duplicate; new events are accepted; once the old rows have
-expired and been purged, the store stops looking up the old form.
+Each identity was stored as a bare 32-hex digest under SQLite schema 1 and PostgreSQL schema 2
+(where SQLite also kept a closed batch's dedupe expiry on every identity row), then as folder tag
+and digest (40 hex) under SQLite 2 and PostgreSQL 3; now the sequencer's first digits follow the
+tag. The stores here are made with the current code, then turned back into an earlier layout
+with SQL, reopened (which migrates them) and fed the same events again: every one must be a
+duplicate; new events are accepted; once the old rows have expired and been purged, the store
+stops looking up the earlier forms.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import psycopg
 import pytest
 
 from edp.core import RoutedEvent, Rules
-from edp.events import ObjectEvent
+from edp.events import ObjectEvent, earlier_forms
 from edp.store import BatchStore, open_store
 from edp.store.base import LEGACY_IDENTITIES
 
@@ -47,33 +49,43 @@ def events(first: int, count: int, at: datetime) -> list[RoutedEvent]:
     return out
 
 
-def downgrade_sqlite(path: Path, stream: list[RoutedEvent]) -> None:
-    """Rewrite a current SQLite store into schema 1's layout."""
+# The earlier forms (index into earlier_forms) and the schemas that stored them.
+FORMS = {"digest": 0, "tagged": 1}
+SQLITE_SCHEMA = {"digest": "1", "tagged": "2"}
+POSTGRES_SCHEMA = {"digest": "2", "tagged": "3"}
+
+
+def rewrite_identities(db: Any, stream: list[RoutedEvent], form: str, mark: str) -> None:
+    query = f"UPDATE seen SET identity = {mark} WHERE identity = {mark}"
+    for routed in stream:
+        identity = routed.event.identity()
+        assert identity is not None
+        db.execute(query, (earlier_forms(identity)[FORMS[form]], identity))
+    db.execute(f"DELETE FROM meta WHERE name = {mark}", (LEGACY_IDENTITIES,))
+
+
+def downgrade_sqlite(path: Path, stream: list[RoutedEvent], form: str) -> None:
+    """Rewrite a current SQLite store into the layout of the schema that stored ``form``."""
     with sqlite3.connect(path) as db:
-        for routed in stream:
+        rewrite_identities(db, stream, form, "?")
+        if form == "digest":
             db.execute(
-                "UPDATE seen SET identity = ? WHERE identity = ?",
-                (routed.event.legacy_identity(), routed.event.identity()),
+                "UPDATE seen SET expires_at = "
+                "(SELECT c.expires_at FROM closed c WHERE c.batch_id = seen.batch_id)"
             )
+            db.execute("DROP TABLE closed")
         db.execute(
-            "UPDATE seen SET expires_at = "
-            "(SELECT c.expires_at FROM closed c WHERE c.batch_id = seen.batch_id)"
+            "UPDATE meta SET value = ? WHERE name = 'schema_version'", (SQLITE_SCHEMA[form],)
         )
-        db.execute("DROP TABLE closed")
-        db.execute("DELETE FROM meta WHERE name = ?", (LEGACY_IDENTITIES,))
-        db.execute("UPDATE meta SET value = '1' WHERE name = 'schema_version'")
 
 
-def downgrade_postgres(url: str, stream: list[RoutedEvent]) -> None:
-    """Rewrite a current PostgreSQL store into schema 2's layout."""
+def downgrade_postgres(url: str, stream: list[RoutedEvent], form: str) -> None:
+    """Rewrite a current PostgreSQL store into the layout of the schema that stored ``form``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        for routed in stream:
-            conn.execute(
-                "UPDATE seen SET identity = %s WHERE identity = %s",
-                (routed.event.legacy_identity(), routed.event.identity()),
-            )
-        conn.execute("DELETE FROM meta WHERE name = %s", (LEGACY_IDENTITIES,))
-        conn.execute("UPDATE meta SET value = '2' WHERE name = 'schema_version'")
+        rewrite_identities(conn, stream, form, "%s")
+        conn.execute(
+            "UPDATE meta SET value = %s WHERE name = 'schema_version'", (POSTGRES_SCHEMA[form],)
+        )
 
 
 def legacy_flag(backend: str, where: Any) -> bool:
@@ -96,8 +108,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
         yield "postgres", url, url
 
 
+@pytest.mark.parametrize("form", sorted(FORMS))
 def test_events_stored_before_the_upgrade_stay_duplicates(
-    backend: tuple[str, Any, str],
+    backend: tuple[str, Any, str], form: str
 ) -> None:
     kind, where, url = backend
     stream = events(0, 8, T0)  # batches of 3, 3 (closed) and 2 (open)
@@ -106,12 +119,15 @@ def test_events_stored_before_the_upgrade_stay_duplicates(
     store.close()
     assert [e.count for e in closed] == [3, 3]
     if kind == "sqlite":
-        downgrade_sqlite(where, stream)
+        downgrade_sqlite(where, stream, form)
     else:
-        downgrade_postgres(where, stream)
+        downgrade_postgres(where, stream, form)
 
     store = open_store(url)  # migrates
     assert legacy_flag(kind, where)
+    assert store.schema_version() > int(
+        (SQLITE_SCHEMA if kind == "sqlite" else POSTGRES_SCHEMA)[form]
+    )
     later = T0 + timedelta(minutes=5)
     again = [RoutedEvent(r.event, r.prefix, later) for r in stream]
     before = store.counters()
