@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from consumers.testing import s3_sequencer
 from edp.core import RoutedEvent, Rules
 from edp.events import ObjectEvent
 from edp.store import BatchStore, open_store
@@ -58,7 +59,7 @@ def make_events(count: int, prefixes: int, start: int = 0) -> list[RoutedEvent]:
             kind="created",
             event_time=moment,
             size=1024,
-            sequencer=f"{n + 1:016X}",
+            sequencer=s3_sequencer(moment, n),
         )
         events.append(RoutedEvent(obj, prefix, moment))
     return events
@@ -302,7 +303,11 @@ def sweep_store(backend: Backend, open_count: int, due: int) -> tuple[float, int
         early = [  # one file in each of `due` prefixes, 10 minutes before the rest
             RoutedEvent(
                 ObjectEvent(
-                    "bench-bucket", f"due-{n:05d}/x/f.dat", "created", T0, sequencer=f"{n + 1:08X}"
+                    "bench-bucket",
+                    f"due-{n:05d}/x/f.dat",
+                    "created",
+                    T0,
+                    sequencer=s3_sequencer(T0, n),
                 ),
                 f"due-{n:05d}/x/",
                 T0,
@@ -317,7 +322,7 @@ def sweep_store(backend: Backend, open_count: int, due: int) -> tuple[float, int
                     f"open-{n:06d}/x/f.dat",
                     "created",
                     later,
-                    sequencer=f"{n + 1:08X}",
+                    sequencer=s3_sequencer(later, n),
                 ),
                 f"open-{n:06d}/x/",
                 later,

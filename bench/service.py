@@ -33,6 +33,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from consumers.testing import s3_sequencer
+
 TARGET = 1.2
 REGION = "us-east-1"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -56,7 +58,7 @@ def body(n: int, start: datetime) -> str:
                 "object": {
                     "key": f"instrument-{n % 7}/exp-{n // 350:06d}/file-{n:08d}.dat",
                     "size": 1024,
-                    "sequencer": f"{n + 1:018X}",
+                    "sequencer": s3_sequencer(moment, n),
                 },
             },
         }

@@ -37,6 +37,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from consumers.testing import s3_sequencer
+
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TARGET_RATIO = 2.5
 FLOOR = "import json, sys\nfor line in open(sys.argv[1], 'rb'):\n    json.loads(line)\n"
@@ -62,7 +64,7 @@ def event(n: int) -> dict[str, Any]:
                 "key": key,
                 "size": 1024,
                 "etag": "b1946ac92492d2347c6235b4d2611184",
-                "sequencer": f"{n + 1:018X}",
+                "sequencer": s3_sequencer(moment, n),
             },
             "request-id": "N4N7GDK58NMKJ12R",
             "requester": "123456789012",

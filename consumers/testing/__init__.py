@@ -11,6 +11,7 @@ from consumers.testing.factories import (
     load_event,
     package_objects_ready,
     s3_object_event,
+    s3_sequencer,
     wrap,
 )
 from consumers.testing.lambda_context import FakeLambdaContext
@@ -22,5 +23,6 @@ __all__ = [
     "load_event",
     "package_objects_ready",
     "s3_object_event",
+    "s3_sequencer",
     "wrap",
 ]

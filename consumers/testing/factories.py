@@ -12,6 +12,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -194,6 +195,18 @@ def aws_encoded_key(key: str) -> str:
     return quote_plus(key, safe="/")
 
 
+def s3_sequencer(moment: datetime | str, counter: int = 0) -> str:
+    """A sequencer in S3's shape: the event's time in epoch seconds as 10 hex digits, then a
+    counter as 8 (18 upper-case hex digits, like ``0062E99A88DC407460``). A later event gets a
+    greater sequencer, as on AWS, so a later write to a key is never taken for a stale one, and
+    one folder's dedupe identities sort by time in the emitter's stores. ``moment``: a datetime
+    or an ISO 8601 text such as ``2022-12-08T19:56:30Z`` (UTC when it has no time zone)."""
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return f"{int(when.timestamp()):010X}{counter % 2**32:08X}"
+
+
 def s3_object_event(
     bucket: str,
     key: str,
@@ -216,7 +229,8 @@ def s3_object_event(
     ``Object Deleted``); ``shape="s3"`` gives an S3 event notification
     (``{"Records": [...]}``). The key is URL-encoded in both shapes, as AWS does.
     ``version_id=None`` leaves the version id out (an unversioned bucket);
-    ``etag`` and ``sequencer`` default to values derived from the key.
+    ``etag`` defaults to a value derived from the key; ``sequencer`` to
+    :func:`s3_sequencer` of ``time`` with a counter derived from the event.
     """
     if kind not in ("created", "deleted"):
         raise ValueError(f"kind must be 'created' or 'deleted', not {kind!r}")
@@ -224,9 +238,12 @@ def s3_object_event(
         raise ValueError(f"shape must be 'eventbridge' or 's3', not {shape!r}")
     encoded = aws_encoded_key(key)
     etag = etag or hashlib.md5(f"{bucket}/{key}".encode()).hexdigest()
-    sequencer = (
-        sequencer or hashlib.sha1(f"{kind}{bucket}/{key}{time}".encode()).hexdigest()[:18].upper()
-    )
+    if not sequencer:
+        digest = hashlib.sha1(f"{kind}{bucket}/{key}{time}".encode()).hexdigest().upper()
+        try:
+            sequencer = s3_sequencer(time, int(digest[:8], 16))
+        except ValueError:  # a time that is not ISO 8601 (a test of bad input): digits only
+            sequencer = digest[:18]
     if shape == "eventbridge":
         event = load_event(f"s3_object_{kind}_eventbridge")
         obj: dict[str, Any] = {"key": encoded}

@@ -15,9 +15,12 @@ from consumers.testing import (
     load_event,
     package_objects_ready,
     s3_object_event,
+    s3_sequencer,
     wrap,
 )
+from edp.core import RoutedEvent, Rules
 from edp.events import parse_message
+from edp.store import open_store
 
 ENVELOPES: list[str | tuple[str, ...]] = ["eventbridge", "sqs", "sns", "lambda-sqs", "lambda-sns"]
 NESTED: list[str | tuple[str, ...]] = [
@@ -144,6 +147,31 @@ def test_s3_object_events_are_read_by_the_emitter_as_asked(kind, shape, envelope
     assert (parsed.version_id, parsed.sequencer) == ("v-1", "00ABC")
     assert parsed.size == (77 if kind == "created" else None)
     assert parsed.event_time.isoformat().startswith("2024-01-02T03:04:05")
+
+
+def test_s3_sequencers_begin_with_the_events_epoch_seconds() -> None:
+    assert s3_sequencer("2022-08-02T21:43:36Z", 0xDC407460) == "0062E99A88DC407460"
+    assert s3_sequencer("2022-08-02T21:43:36") == "0062E99A8800000000"  # no zone: UTC
+    default = s3_object_event("lab", "run/a.csv", time="2022-08-02T21:43:36Z")
+    assert default["detail"]["object"]["sequencer"].startswith("0062E99A88")
+
+
+@pytest.mark.parametrize("shape", ["eventbridge", "s3"])
+def test_a_later_write_to_one_key_is_never_stale_by_default(shape) -> None:
+    """The default sequencers order writes by time, as AWS's do (random ones made half the
+    later writes of a key look stale to the emitter)."""
+    store = open_store("memory://")
+    accepted = 0
+    for second in range(20):
+        event = s3_object_event(
+            "lab", "run/a.csv", shape=shape, time=f"2024-01-02T03:04:{second:02d}Z"
+        )
+        (parsed,) = parse_message(event).events
+        routed = RoutedEvent(parsed, "run/", parsed.event_time)
+        before = store.counters().get("accepted", 0)
+        store.ingest([routed], Rules())
+        accepted += store.counters().get("accepted", 0) - before
+    assert accepted == 20 and store.counters().get("stale", 0) == 0
 
 
 @pytest.mark.parametrize("shape", ["eventbridge", "s3"])
