@@ -19,6 +19,7 @@ PUT_EVENTS_MAX_ENTRIES = 10  # PutEvents API limit per call
 SOURCE = "com.quiltdata.edp"  # Quilt EDP's source, so existing rules keep matching
 DETAIL_TYPE = "package-objects-ready"
 DETAIL_VERSION = "0.1"
+ARN_PREFIX = "arn:aws:s3:::"  # a bucket's ARN, in the event's resources
 MAX_ATTEMPTS = 5
 FIRST_BACKOFF = 0.2  # seconds; doubles on every retry
 CLAIM_LIMIT = 100  # batches claimed at once: ten PutEvents calls
@@ -58,6 +59,37 @@ def detail_of(emission: Emission, rule: str | None = None) -> dict[str, Any]:
     return detail
 
 
+# A str as a JSON string, non-ASCII kept: the function to_json's encoder calls for each one.
+_json_text: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_AFTER_ID = f', "detail-type": {to_json(DETAIL_TYPE)}, "source": {to_json(SOURCE)}, "account": '
+_DETAIL_START = f', "detail": {{"version": {to_json(DETAIL_VERSION)}, "bucket": '
+
+
+def eventbridge_json(
+    emission: Emission,
+    *,
+    account: str = DEFAULT_ACCOUNT,
+    region: str = DEFAULT_REGION,
+    event_id: str | None = None,
+    rule: str | None = None,
+) -> str:
+    """``to_json(eventbridge_event(...))``, the same text written directly, in about half the
+    time (``edp simulate`` prints one per batch; a test compares the two on any emission)."""
+    rule_field = "" if rule is None else f', "rule": {_json_text(rule)}'
+    # The times are made of digits, "-", ":", "T", "." and "Z": nothing in them is escaped.
+    return (
+        f'{{"version": "0", "id": {_json_text(event_id or emission.batch_id)}{_AFTER_ID}'
+        f'{_json_text(account)}, "time": "{whole_seconds(emission.emitted_at)}", '
+        f'"region": {_json_text(region)}, '
+        f'"resources": [{_json_text(ARN_PREFIX + emission.bucket)}]{_DETAIL_START}'
+        f'{_json_text(emission.bucket)}, "prefix": {_json_text(emission.prefix)}, '
+        f'"count": {int.__repr__(emission.count)}, "trigger": {_json_text(emission.trigger)}, '
+        f'"batch_id": {_json_text(emission.batch_id)}, '
+        f'"first_event_time": "{rfc3339(emission.first_event_time)}", '
+        f'"last_event_time": "{rfc3339(emission.last_event_time)}"{rule_field}}}}}'
+    )
+
+
 def put_events_entry(emission: Emission, event_bus: str, rule: str | None = None) -> dict[str, Any]:
     return {
         "Source": SOURCE,
@@ -89,7 +121,7 @@ def eventbridge_event(
         "account": account,
         "time": whole_seconds(emission.emitted_at),
         "region": region,
-        "resources": [f"arn:aws:s3:::{emission.bucket}"],
+        "resources": [ARN_PREFIX + emission.bucket],
         "detail": detail_of(emission, rule),
     }
 
@@ -245,14 +277,13 @@ class Publisher:
         failures = 0
         for emission, event_id in accepted:
             # The copy is the event the bus delivered: same id, account, region and time.
-            event = eventbridge_event(
+            body = eventbridge_json(
                 emission,
                 account=account,
                 region=region,
                 event_id=event_id,
                 rule=self.rule_for(emission),
             )
-            body = to_json(event)
             for attempt in range(1, self.max_attempts + 1):
                 try:
                     self._sns.publish(

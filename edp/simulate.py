@@ -23,7 +23,7 @@ from edp.counters import ACCEPTED, DUPLICATE, STALE, by_reason
 from edp.emitter import Emitter
 from edp.errors import BadEventError
 from edp.events import Parsed, parse_message
-from edp.publisher import eventbridge_event, to_json
+from edp.publisher import eventbridge_json
 
 CHUNK_EVENTS = 1000  # events per store transaction; chunking does not change the output
 DEFAULT_STORE = "memory://"  # without --db: the run's own store, gone when it ends
@@ -320,10 +320,8 @@ def simulate(
 
     def emit(ordered: list[Emission]) -> None:
         for emission in ordered:
-            event = eventbridge_event(
-                emission, account=account, region=region, rule=emitter.rule_name(emission.prefix)
-            )
-            out.write(to_json(event) + "\n")
+            rule = emitter.rule_name(emission.prefix)
+            out.write(eventbridge_json(emission, account=account, region=region, rule=rule) + "\n")
         summary.emissions += len(ordered)
 
     window = emitter.rules.dedupe_window
