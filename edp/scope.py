@@ -6,7 +6,7 @@ import fnmatch
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edp.events import ObjectEvent
 
@@ -83,16 +83,26 @@ class Scope:
         if self.globs or self.plain_prefixes or self.rules is not None:
             return self.prefix_for
         prefix_for = self.prefix_for
-        known: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        # bucket -> folder -> answer; the last bucket's map at hand (a chunk's events mostly
+        # share one bucket), so no (bucket, folder) tuple is made per event.
+        known: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+        last: list[Any] = [None, {}]
 
         def route(bucket: str, key: str) -> tuple[str | None, str | None]:
             end = key.rfind("/") + 1
             if end == len(key):  # a folder marker (or an empty key): not cached
                 return prefix_for(bucket, key)
-            folder = (bucket, key[:end])
-            found = known.get(folder)
+            if bucket == last[0]:
+                folders = last[1]
+            else:
+                folders = known.get(bucket)
+                if folders is None:
+                    folders = known[bucket] = {}
+                last[0], last[1] = bucket, folders
+            folder = key[:end]
+            found = folders.get(folder)
             if found is None:
-                found = known[folder] = prefix_for(bucket, key)
+                found = folders[folder] = prefix_for(bucket, key)
             return found
 
         return route
