@@ -15,9 +15,9 @@ from edp.core import Emission
 from edp.publisher import eventbridge_event, eventbridge_json, to_json
 
 TEXT = st.text(alphabet=st.characters(), max_size=40)
-TIMES = st.datetimes(
-    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)
-).map(lambda moment: moment.replace(tzinfo=UTC))
+TIMES = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)).map(
+    lambda moment: moment.replace(tzinfo=UTC)
+)
 
 
 @st.composite
