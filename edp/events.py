@@ -112,7 +112,7 @@ class ObjectEvent:
 TAG_DIGITS = 8  # an identity's folder tag
 ORDER_DIGITS = 10  # then the sequencer's first digits
 IDENTITY_LENGTH = TAG_DIGITS + ORDER_DIGITS + 32
-_HEX_DIGITS = "0123456789abcdefABCDEF"
+_HEX_DIGITS = "0123456789ABCDEFabcdef"  # (the sequencer's digits; also the key escapes' below)
 _NO_ORDER = "0" * ORDER_DIGITS
 
 
@@ -164,6 +164,7 @@ def parse_message(
     # One result for the whole message, filled in place: an envelope's layers add to it rather
     # than each making and merging its own (a Parsed and its Counter cost as much as an event).
     result = _new(Parsed)
+    result.ignored = dict.__new__(Counter)  # what Counter() makes, without its Python __init__
     try:
         # The commonest message, one EventBridge event, straight to its fast path (else _parse
         # tries it again on its way to the general path, which names what is wrong).
@@ -171,10 +172,8 @@ def parse_message(
             event = _eventbridge_fast(raw, eventbridge_keys_encoded)
             if event is not None:
                 result.events = [event]
-                result.ignored = dict.__new__(Counter)
                 return result
         result.events = []
-        result.ignored = dict.__new__(Counter)  # what Counter() makes, without its Python __init__
         _parse(
             raw if type(raw) is dict else _load(raw, "message"),
             eventbridge_keys_encoded,
@@ -307,7 +306,6 @@ _TIMES_MAX = 4096
 _BUCKETS: set[str] = set()
 _BUCKETS_MAX = 1024
 # Each "%XX" escape (either case) as the character of its byte value, for decoding ASCII keys.
-_HEX_DIGITS = "0123456789ABCDEFabcdef"
 _ESCAPED = {a + b: chr(int(a + b, 16)) for a in _HEX_DIGITS for b in _HEX_DIGITS}
 
 
