@@ -54,8 +54,7 @@ Identity = str  # identity_in_folder(): an event's identity among its folder's
 _MISSING: Any = object()  # the key was absent: undone by deleting it
 _ADDED: Any = object()  # the member was added to the set: undone by discarding it
 _DISCARDED: Any = object()  # the member was removed from the set: undone by adding it back
-_APPENDED: Any = object()  # an item was appended to the list: undone by popping it
-_PAIR_APPENDED: Any = object()  # two items were: undone by removing both
+_PAIR_APPENDED: Any = object()  # two items were appended to the list: undone by removing both
 
 
 def _undo(journal: list[Any]) -> None:
@@ -70,8 +69,6 @@ def _undo(journal: list[Any]) -> None:
             container.discard(key)
         elif old is _DISCARDED:
             container.add(key)
-        elif old is _APPENDED:
-            container.pop()
         elif old is _PAIR_APPENDED:
             del container[-2:]
         else:
