@@ -14,6 +14,12 @@ MIGRATION_LOCK = (
     0x6564_7073_6368_656D  # pg_advisory_xact_lock key held while migrating ("edpschem")
 )
 
+# A store holding identities flags it: it looks up their earlier forms too (base.LEGACY_IDENTITIES).
+_EARLIER_IDENTITIES_KEPT = """
+    INSERT INTO meta (name, value) SELECT 'legacy_identities', '1'
+        WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT (name) DO NOTHING;
+    """
+
 # Each entry migrates the schema from version N to N+1; never edit one that has shipped, add one.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -63,15 +69,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2 -> 3: identities gained a folder tag and batch ids are time-ordered; identities stored
     # so far are in the old form, and are looked up as well until purge finds none left.
-    """
-    INSERT INTO meta (name, value) SELECT 'legacy_identities', '1'
-        WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT (name) DO NOTHING;
-    """,
+    _EARLIER_IDENTITIES_KEPT,
     # 3 -> 4: identities gained the sequencer's first digits after the folder tag; as above.
-    """
-    INSERT INTO meta (name, value) SELECT 'legacy_identities', '1'
-        WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT (name) DO NOTHING;
-    """,
+    _EARLIER_IDENTITIES_KEPT,
 )
 
 

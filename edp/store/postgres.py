@@ -292,7 +292,7 @@ class PostgresStore(BatchStore):
         if keys[0]:
             for bucket, key, sequencer in conn.execute(LOAD_SEQUENCERS, keys):
                 snapshot.sequencers[(bucket, key)] = sequencer
-        # Each event's identity, and its old form while the store may hold some (schema 2).
+        # Each event's identity, and its earlier forms while the store may hold some (schemas 2-3).
         stored_as = identities_to_look_up(events, self._legacy_identities)
         if stored_as:
             found_ids = conn.execute(LOAD_SEEN, (sorted(stored_as), to_micros(now))).fetchall()

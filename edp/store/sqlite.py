@@ -295,7 +295,7 @@ class SqliteStore(BatchStore):
             )
             for bucket, key, sequencer in db.execute(sql, [v for pair in part for v in pair]):
                 snapshot.sequencers[(bucket, key)] = sequencer
-        # Each event's identity, and its old form while the store may hold some (schema 1).
+        # Each event's identity, and its earlier forms while the store may hold some (schemas 1-2).
         stored_as = identities_to_look_up(events, self._legacy_identities)
         for part in chunks(sorted(stored_as)):
             sql = (
