@@ -18,7 +18,8 @@ nothing about simulate (the floor's ``json`` is compiled already).
 It runs them in rounds, the floor then simulate, and prints the best wall and CPU time of each,
 the ratio of the bests, and the median over the rounds of each simulate run's ratio to the floor
 run just before it: the verdict's figure (target, issue 16: simulate within 2.5x of the floor),
-since the machine's speed drifts and a round's own floor drifts with it. Then the peak RSS of ``edp simulate`` on ``--events`` and ``--rss-events`` events: the
+since the machine's speed drifts and a round's own floor drifts with it. Then the peak RSS of
+``edp simulate`` on ``--events`` and ``--rss-events`` events: the
 input is streamed, so the difference is the state the store keeps in memory (for the memory
 store: the open batches, the dedupe identity and sequencer of each event within the 24-hour
 window, and one record per published batch). Exit status 1 when the time target is missed.

@@ -94,7 +94,7 @@ def put_events_entry(emission: Emission, event_bus: str, rule: str | None = None
     return {
         "Source": SOURCE,
         "DetailType": DETAIL_TYPE,
-        "Resources": [f"arn:aws:s3:::{emission.bucket}"],
+        "Resources": [ARN_PREFIX + emission.bucket],
         "Detail": to_json(detail_of(emission, rule)),
         "EventBusName": event_bus,
         "Time": emission.emitted_at,
